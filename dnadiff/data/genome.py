@@ -1,0 +1,283 @@
+"""Lazy random access to a reference genome (plain or bgzip FASTA) through pyfaidx.
+
+Why a wrapper: pyfaidx builds or rewrites index files silently and raises low-level errors
+(``KeyError``, ``FetchError``) deep in a data loader. :class:`Genome` checks the index once,
+up front, and turns every bad input into a :class:`GenomeError` naming the file, contig or
+interval. Coordinates are 0-based, half-open (``fetch("chr2", 0, 10)`` is the first ten bases).
+
+Index policy (documented, and tested):
+
+- A missing ``.fai`` (and, for bgzip, ``.gzi``) is built automatically when the FASTA's folder
+  is writable and ``build_index=True`` (the default): pyfaidx writes it to a temporary name
+  that is renamed into place, so a crash never leaves half an index. Otherwise a
+  :class:`GenomeError` says how to build it (``samtools faidx FILE``).
+- A stale index is an error, never rebuilt silently: a ``.fai`` older than the FASTA by more
+  than :data:`MTIME_TOLERANCE_S` (a tolerance for git checkouts and copies, which write files
+  in arbitrary order within a second), or an index whose offsets and lengths disagree with the
+  file (checked at every contig boundary, both formats). Delete the index to rebuild it.
+
+One pyfaidx handle per process: the handle is opened lazily and reopened when ``os.getpid()``
+changes, and it is not pickled, so a :class:`Genome` can be sent to DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyfaidx
+
+from dnadiff.tokenizer import Tokenizer
+
+MTIME_TOLERANCE_S = 2.0
+_BGZF_SUFFIXES = (".gz", ".bgz")
+_SEQ_BYTES = frozenset(b"ACGTNRYSWKMBDHVUacgtnryswkmbdhvu*-.")
+
+
+class GenomeError(ValueError):
+    """Bad genome input: missing or unreadable FASTA, missing or stale index, unknown contig,
+    interval out of bounds. The message names the file and the contig or interval."""
+
+
+@dataclass(frozen=True)
+class FaiRecord:
+    """One line of a samtools ``.fai`` index."""
+
+    name: str
+    length: int
+    offset: int
+    line_bases: int
+    line_bytes: int
+
+    def end_offset(self) -> int:
+        """Uncompressed byte offset just after the contig's last base."""
+        if self.length == 0:
+            return self.offset
+        full, rem = divmod(self.length, self.line_bases)
+        if rem:
+            return self.offset + full * self.line_bytes + rem
+        return self.offset + (full - 1) * self.line_bytes + self.line_bases
+
+
+def is_bgzf(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a (b)gzip-compressed FASTA by its suffix."""
+    return str(path).lower().endswith(_BGZF_SUFFIXES)
+
+
+def read_fai(fai: Path) -> list[FaiRecord]:
+    """Parse a ``.fai`` index; a malformed line raises :class:`GenomeError` naming the line."""
+    records: list[FaiRecord] = []
+    seen: set[str] = set()
+    with open(fai, encoding="ascii", errors="replace") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            try:
+                name = fields[0]
+                length, offset, line_bases, line_bytes = (int(x) for x in fields[1:5])
+            except (ValueError, IndexError):
+                raise GenomeError(
+                    f"{fai}, line {lineno}: not a FASTA index line (expected name, length, offset, "
+                    f"line bases, line bytes separated by tabs): {line.rstrip()[:80]!r}"
+                ) from None
+            if length < 0 or offset < 0 or line_bases <= 0 or line_bytes < line_bases:
+                raise GenomeError(f"{fai}, line {lineno}: impossible index values {fields[1:5]}")
+            if name in seen:
+                raise GenomeError(f"{fai}, line {lineno}: contig {name!r} appears twice")
+            seen.add(name)
+            records.append(FaiRecord(name, length, offset, line_bases, line_bytes))
+    if not records:
+        raise GenomeError(f"{fai}: empty FASTA index")
+    return records
+
+
+class Genome:
+    """Lazy, process-safe reader of a plain or bgzip-compressed FASTA with a ``.fai`` index."""
+
+    def __init__(self, path: str | os.PathLike, build_index: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise GenomeError(f"FASTA file not found: {self.path}")
+        self.bgzf = is_bgzf(self.path)
+        self.fai_path = Path(f"{self.path}.fai")
+        self.gzi_path = Path(f"{self.path}.gzi") if self.bgzf else None
+        self._ensure_index(build_index)
+        self._records = {r.name: r for r in read_fai(self.fai_path)}
+        self._handle: pyfaidx.Faidx | None = None
+        self._pid: int | None = None
+        self._check_consistency()
+
+    # ----------------------------------------------------------------- index management
+    def _index_paths(self) -> list[Path]:
+        return [p for p in (self.fai_path, self.gzi_path) if p is not None]
+
+    def _ensure_index(self, build_index: bool) -> None:
+        missing = [p for p in self._index_paths() if not p.is_file()]
+        if missing:
+            if not build_index or not os.access(self.path.parent, os.W_OK):
+                why = "index building is off" if not build_index else "its folder is not writable"
+                raise GenomeError(
+                    f"{self.path}: missing index {', '.join(str(p) for p in missing)} and {why}; "
+                    f"build it with `samtools faidx {self.path}` (or Genome(path, build_index=True) "
+                    "in a writable folder)"
+                )
+            self._build_index()
+            return
+        fasta_mtime = self.path.stat().st_mtime
+        for idx in self._index_paths():
+            if fasta_mtime - idx.stat().st_mtime > MTIME_TOLERANCE_S:
+                raise GenomeError(
+                    f"{self.path}: stale index {idx} (older than the FASTA); delete it to rebuild it, "
+                    f"or run `samtools faidx {self.path}`"
+                )
+
+    def _build_index(self) -> None:
+        """Build .fai (and .gzi) under temporary names, then rename them into place."""
+        tmp_dir = self.path.parent
+        tmps: list[str] = []
+        try:
+            fd, tmp_fai = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".fai.part", dir=tmp_dir)
+            os.close(fd)
+            os.unlink(tmp_fai)
+            tmps.append(tmp_fai)
+            tmp_gzi = None
+            if self.bgzf:
+                tmp_gzi = tmp_fai[: -len(".fai.part")] + ".gzi.part"
+                tmps.append(tmp_gzi)
+            try:
+                fa = pyfaidx.Faidx(
+                    str(self.path), indexname=tmp_fai, gzi_indexname=tmp_gzi, build_index=True, rebuild=True
+                )
+                fa.close()
+            except pyfaidx.UnsupportedCompressionFormat:
+                raise GenomeError(
+                    f"{self.path}: compressed with plain gzip, not bgzip; random access needs BGZF "
+                    "(`zcat F.gz | bgzip > F.bgz`, or `python -m data_prep.download` does it)"
+                ) from None
+            except (pyfaidx.FastaIndexingError, ValueError, OSError) as err:
+                raise GenomeError(f"{self.path}: cannot index this FASTA ({err})") from None
+            if tmp_gzi is not None:
+                os.replace(tmp_gzi, self.gzi_path)
+            os.replace(tmp_fai, self.fai_path)
+        finally:
+            for tmp in tmps:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+    def _check_consistency(self) -> None:
+        """Check every contig boundary: the index's offsets and lengths must match the file."""
+        records = list(self._records.values())
+        for rec, nxt in zip(records, records[1:] + [None]):
+            end = rec.end_offset()
+            if rec.length:
+                last = self._read_raw(end - 1, 1)
+                if len(last) != 1 or last[0] not in _SEQ_BYTES:
+                    self._stale(rec, "its last base is not sequence")
+            if nxt is None:
+                tail = self._read_raw(end, 4 * rec.line_bytes + 2)
+                if tail.strip():
+                    self._stale(rec, "the file continues after its last base")
+                continue
+            if nxt.offset <= end:
+                self._stale(nxt, "it starts before the previous contig ends")
+            gap = self._read_raw(end, nxt.offset - end)
+            header = gap.lstrip(b"\r\n")
+            if not header.startswith(b">") or not header[1:].split()[:1] == [nxt.name.encode()]:
+                self._stale(nxt, "no header line just before its offset")
+
+    def _stale(self, rec: FaiRecord, why: str) -> None:
+        raise GenomeError(
+            f"{self.path}: index {self.fai_path} disagrees with the FASTA at contig {rec.name!r} "
+            f"(length {rec.length}): {why}; the index is stale or belongs to another file, delete it"
+        )
+
+    def _read_raw(self, offset: int, n: int) -> bytes:
+        """Read ``n`` uncompressed bytes at an uncompressed offset (plain or bgzip)."""
+        handle = self._faidx()
+        if not self.bgzf:
+            handle.file.seek(offset)
+            return handle.file.read(n)
+        from Bio import bgzf
+
+        blocks = handle.gzi_index
+        ustarts = [b.ustart for b in blocks]
+        i = max(bisect.bisect_right(ustarts, offset) - 1, 0)
+        handle.file.seek(bgzf.make_virtual_offset(blocks[i].cstart, offset - blocks[i].ustart))
+        return handle.file.read(n)
+
+    # ----------------------------------------------------------------- handle per process
+    def _faidx(self) -> pyfaidx.Faidx:
+        pid = os.getpid()
+        if self._handle is None or self._pid != pid:
+            try:
+                self._handle = pyfaidx.Faidx(
+                    str(self.path),
+                    as_raw=True,
+                    strict_bounds=True,
+                    build_index=False,
+                    rebuild=False,
+                    sequence_always_upper=False,
+                )
+            except pyfaidx.UnsupportedCompressionFormat:
+                raise GenomeError(f"{self.path}: compressed with plain gzip, not bgzip (see data_prep)") from None
+            except (OSError, ValueError) as err:
+                raise GenomeError(f"{self.path}: cannot open ({err})") from None
+            self._pid = pid
+        return self._handle
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        state["_pid"] = None
+        return state
+
+    def close(self) -> None:
+        """Close this process's file handle (it reopens on the next read)."""
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+        self._pid = None
+
+    # ----------------------------------------------------------------- public reads
+    @property
+    def contigs(self) -> dict[str, int]:
+        """Contig names and lengths, in file order."""
+        return {name: rec.length for name, rec in self._records.items()}
+
+    def __repr__(self) -> str:
+        kind = "bgzip" if self.bgzf else "plain"
+        return f"Genome({str(self.path)!r}, {kind}, {len(self._records)} contigs, {self.total_length():,} bp)"
+
+    def total_length(self) -> int:
+        """Sum of contig lengths in bp."""
+        return sum(r.length for r in self._records.values())
+
+    def check_interval(self, contig: str, start: int, end: int) -> None:
+        """Raise :class:`GenomeError` unless ``contig:start-end`` (0-based half-open) is valid."""
+        if contig not in self._records:
+            names = list(self._records)
+            shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+            raise GenomeError(f"{self.path}: unknown contig {contig!r}; valid contigs: {shown}")
+        length = self._records[contig].length
+        if not (0 <= start <= end <= length):
+            raise GenomeError(
+                f"{self.path}: interval {contig}:{start}-{end} is out of bounds "
+                f"(0-based half-open; {contig} has length {length})"
+            )
+
+    def fetch(self, contig: str, start: int, end: int) -> str:
+        """Sequence of ``contig[start:end]`` (0-based, half-open), case preserved."""
+        start, end = int(start), int(end)
+        self.check_interval(contig, start, end)
+        if start == end:
+            return ""
+        return self._faidx().from_file(contig, start + 1, end)
+
+    def fetch_ids(self, contig: str, start: int, end: int, tokenizer: Tokenizer) -> np.ndarray:
+        """Token ids (int64 numpy) of ``contig[start:end]``, via the tokenizer's lookup table."""
+        return tokenizer.encode_numpy(self.fetch(contig, start, end))

@@ -1,0 +1,100 @@
+"""Caduceus pieces: BiMamba, the RCPS (reverse-complement parameter sharing) wrapper, and the
+reverse-complement helpers (SPEC section 7).
+
+Weight sharing in BiMamba (the Caduceus choice, ``bidirectional_weight_tie=True``): the forward
+and reverse directions share ``in_proj`` and ``out_proj`` (one parameter tensor each, so they
+are counted once and appear once in the state dict) and have separate conv1d / x_proj / dt_proj
+/ A_log / D. Since in_proj acts per position, in_proj(flip(h)) = flip(in_proj(h)): it is
+computed once for both directions, and out_proj(y_f) + out_proj(y_r) is one matmul on y_f + y_r.
+
+RC on hidden states of width 2D: RC(h) = h flipped along the sequence AND the channels.
+:class:`RCPSWrapper` runs a width-D module f on both halves,
+
+    block(h) = [ f(h[..., :D]),  flipSC( f(flipSC(h[..., D:])) ) ],
+
+so block(RC(h)) = RC(block(h)) for any f (the halves are stacked along the batch so that f
+runs once). The two halves never mix until the LM head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from dnadiff.models.mamba import SelectiveSSM
+
+
+def flip_seq_channels(h: torch.Tensor) -> torch.Tensor:
+    """flipSC: reverse a (batch, length, channels) tensor along the sequence and the channels."""
+    return h.flip(dims=(-2, -1))
+
+
+def rc_hidden(h: torch.Tensor) -> torch.Tensor:
+    """RC of RCPS hidden states (batch, length, 2D): the whole tensor flipped in sequence and channels."""
+    return flip_seq_channels(h)
+
+
+def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Pool Caduceus-PS hidden states (batch, length, 2D) to (batch, D), invariant to RC of the input.
+
+    hidden(rc(x)) = flipSC(hidden(x)), so per position h[..., :D] + flip_channels(h[..., D:])
+    only flips along the sequence under RC, and its (masked) mean over positions is
+    unchanged. ``mask`` (batch, length) marks positions to keep; reverse it with the input.
+    """
+    if hidden.shape[-1] % 2:
+        raise ValueError(f"RCPS hidden states need an even channel count, got {hidden.shape[-1]}")
+    d = hidden.shape[-1] // 2
+    summed = hidden[..., :d] + hidden[..., d:].flip(-1)
+    if mask is None:
+        return summed.mean(dim=1)
+    m = mask.to(summed.dtype).unsqueeze(-1)
+    return (summed * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class RCPSWrapper(nn.Module):
+    """Make a width-D sequence module RC-equivariant on width-2D hidden states (see module doc)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if h.shape[-1] % 2:
+            raise ValueError(f"RCPS hidden states need an even channel count, got {h.shape[-1]}")
+        d, batch = h.shape[-1] // 2, h.shape[0]
+        both = torch.cat([h[..., :d], flip_seq_channels(h[..., d:])], dim=0)
+        out = self.module(both)
+        return torch.cat([out[:batch], flip_seq_channels(out[batch:])], dim=-1)
+
+
+class BiMamba(nn.Module):
+    """Bidirectional Mamba mixer: out = f(h) + flip(f_rev(flip(h))) along the sequence.
+
+    ``weight_tie=True`` (default, as Caduceus): one ``in_proj``/``out_proj`` for both directions;
+    ``False`` gives the reverse direction its own ``in_proj_rev``/``out_proj_rev``.
+    """
+
+    def __init__(self, d_model: int, bias: bool = False, weight_tie: bool = True, **ssm: object) -> None:
+        super().__init__()
+        self.ssm_fwd = SelectiveSSM(**ssm)
+        self.ssm_rev = SelectiveSSM(**ssm)
+        d_inner = self.ssm_fwd.d_inner
+        self.weight_tie = weight_tie
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
+        if not weight_tie:
+            self.in_proj_rev = nn.Linear(d_model, 2 * d_inner, bias=bias)
+            self.out_proj_rev = nn.Linear(d_inner, d_model, bias=bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)
+        y_fwd = self.ssm_fwd(x, z)
+        if self.weight_tie:
+            y_rev = self.ssm_rev(x.flip(-1), z.flip(-1)).flip(-1)
+            out = self.out_proj((y_fwd + y_rev).transpose(1, 2))
+            if self.out_proj.bias is not None:
+                out = out + self.out_proj.bias
+            return out
+        xr, zr = self.in_proj_rev(h.flip(1)).transpose(1, 2).chunk(2, dim=1)
+        y_rev = self.ssm_rev(xr, zr)
+        return self.out_proj(y_fwd.transpose(1, 2)) + self.out_proj_rev(y_rev.transpose(1, 2)).flip(1)

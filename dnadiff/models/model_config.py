@@ -1,0 +1,126 @@
+"""Model config: the keys every ``configs/model/*.yaml`` may set, their defaults, and validation.
+
+A model config is a plain JSON-serialisable dict; :func:`validate_config` fills defaults,
+checks every value and returns the dict that ``model.config`` holds and checkpoints store.
+The defaults are mamba-ssm's / Caduceus' (d_state 16, d_conv 4, expand 2, dt in
+[1e-3, 0.1] floored at 1e-4, dt_rank "auto" = ceil(d_model / 16), no linear bias, conv bias,
+RMSNorm eps 1e-5, vocabulary padded to a multiple of 8, tied embeddings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dnadiff.models.mamba import SCAN_BACKENDS
+from dnadiff.tokenizer import VOCAB
+
+# arch -> (bidirectional, rcps)
+ARCHS: dict[str, tuple[bool, bool]] = {
+    "mamba": (False, False),
+    "bimamba": (True, False),
+    "caduceus_ph": (True, False),
+    "caduceus_ps": (True, True),
+}
+
+DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "arch": "caduceus_ps",
+    "d_model": 128,
+    "n_layer": 2,
+    "d_state": 16,
+    "d_conv": 4,
+    "expand": 2,
+    "dt_min": 0.001,
+    "dt_max": 0.1,
+    "dt_init_floor": 1e-4,
+    "dt_rank": "auto",
+    "bias": False,
+    "conv_bias": True,
+    "norm_eps": 1e-5,
+    "vocab_size": len(VOCAB),
+    "pad_vocab_multiple": 8,
+    "n_classes": 0,
+    "tie_embeddings": True,
+    "initializer_range": 0.02,
+    "scan_backend": "auto",
+    "bidirectional": None,
+    "rcps": None,
+    "weight_tie": True,
+    "conjoin": False,
+}
+
+_POSITIVE_INTS = ("d_model", "n_layer", "d_state", "d_conv", "pad_vocab_multiple")
+_POSITIVE_FLOATS = ("dt_min", "dt_max", "dt_init_floor", "norm_eps", "initializer_range", "expand")
+_BOOLS = ("bias", "conv_bias", "tie_embeddings", "weight_tie", "conjoin")
+
+
+def _to_dict(config: Mapping) -> dict:
+    """Accept a dict or an omegaconf DictConfig (as Hydra passes it)."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(config, DictConfig):
+            return dict(OmegaConf.to_container(config, resolve=True))
+    except ImportError:
+        pass
+    if not isinstance(config, Mapping):
+        raise ValueError(f"a model config must be a mapping, got {type(config).__name__}")
+    return dict(config)
+
+
+def check_keys(keys: object, source: str) -> None:
+    """Raise ValueError naming any key that is not a model config key, and the valid ones."""
+    unknown = sorted(set(keys) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown model config key(s) {unknown} in {source}; valid keys: {sorted(DEFAULTS)}")
+
+
+def validate_config(config: Mapping) -> dict:
+    """Fill defaults and check every value; returns a new, JSON-serialisable dict."""
+    cfg = _to_dict(config)
+    check_keys(cfg, "model config")
+    full = {**DEFAULTS, **cfg}
+    arch = full["arch"]
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; valid archs: {sorted(ARCHS)}")
+    if full["name"] is None:
+        full["name"] = arch
+    for key, implied in zip(("bidirectional", "rcps"), ARCHS[arch]):
+        if full[key] is None:
+            full[key] = implied
+        elif full[key] is not implied:
+            raise ValueError(f"{key}={full[key]!r} contradicts arch={arch!r} (which implies {key}={implied})")
+    for key in _POSITIVE_INTS:
+        v = full[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{key} must be a positive int, got {v!r}")
+    for key in _POSITIVE_FLOATS:
+        v = full[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"{key} must be a positive number, got {v!r}")
+        full[key] = float(v) if key != "expand" else v
+    for key in _BOOLS:
+        if not isinstance(full[key], bool):
+            raise ValueError(f"{key} must be true or false, got {full[key]!r}")
+    if full["expand"] * full["d_model"] != int(full["expand"] * full["d_model"]):
+        raise ValueError(f"expand * d_model must be an integer, got {full['expand']} * {full['d_model']}")
+    if full["dt_min"] > full["dt_max"]:
+        raise ValueError(f"dt_min ({full['dt_min']}) must be <= dt_max ({full['dt_max']})")
+    dt_rank = full["dt_rank"]
+    if dt_rank != "auto" and (isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank < 1):
+        raise ValueError(f"dt_rank must be 'auto' or a positive int, got {dt_rank!r}")
+    if full["vocab_size"] != len(VOCAB):
+        raise ValueError(
+            f"vocab_size must be {len(VOCAB)} (the dnadiff tokenizer's vocabulary), got {full['vocab_size']!r}"
+        )
+    n_classes = full["n_classes"]
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 0:
+        raise ValueError(f"n_classes must be an int >= 0, got {n_classes!r}")
+    if full["scan_backend"] not in SCAN_BACKENDS:
+        raise ValueError(f"scan_backend must be one of {list(SCAN_BACKENDS)}, got {full['scan_backend']!r}")
+    if full["conjoin"] and (full["rcps"] or not full["bidirectional"]):
+        raise ValueError(
+            f"conjoin=True is for non-RCPS bidirectional models (caduceus_ph, bimamba), not arch={arch!r}"
+        )
+    return full

@@ -1,0 +1,425 @@
+"""Selective-scan backends behind one function (SPEC section 7).
+
+``selective_scan`` has the signature and semantics of mamba-ssm's ``selective_scan_fn``:
+
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t,    y_t = <C_t, h_t> + D * u_t,
+    out = y * silu(z) when z is given,
+
+with u, delta, z of shape (batch, d, length), A (d, n), B and C (batch, n, length), D (d,).
+
+Backends:
+
+- ``ref``: a plain sequential loop, the ground truth of the tests (slow).
+- ``torch``: a chunked scan in pure PyTorch (any device). The sequence is cut into blocks
+  that are processed one after the other, carrying the state; inside a block it is cut into
+  chunks of ``chunk`` steps. A sequential loop over the steps of a chunk runs on all chunks
+  at once (zero initial state), a short loop over chunks carries the chunk-end states, and
+  one correction ``h_t += exp(A * sum(delta within the chunk up to t)) * h_chunk_start`` gives
+  the true states. Every exponent is ``A * (sum of delta) <= 0``, so nothing overflows however
+  strong the decay. A custom autograd function keeps only the block-start states and
+  recomputes each block in backward, so memory grows with ``batch * d * length`` (the inputs),
+  never with ``batch * d * length * n``.
+- ``cuda``: mamba-ssm's fused kernel (``pip install dnadiff[cuda]``), for CUDA tensors.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "ScanBackendError",
+    "available_backends",
+    "causal_conv1d",
+    "selective_scan",
+    "selective_scan_ref",
+    "selective_scan_torch",
+]
+
+BACKENDS = ("auto", "cuda", "torch", "ref")
+
+# Elements (batch * d * n * positions) of one block of the torch backend; a few buffers of
+# this size live at once. On CPU small blocks stay in cache; on GPU large blocks mean few
+# kernel launches.
+_BLOCK_ELEMS = {"cpu": 1 << 20, "cuda": 1 << 26}
+_CHUNK = {"cpu": 8, "cuda": 32}
+
+
+class ScanBackendError(RuntimeError):
+    """A requested scan backend cannot run here (package missing, or tensors not on CUDA)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _mamba_ssm_import() -> tuple[object | None, str]:
+    """mamba-ssm's ``selective_scan_fn`` (or None) and the reason it is missing."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception as exc:  # ImportError, or a broken build raising at import
+        return None, f"importing mamba_ssm failed: {type(exc).__name__}: {exc}"
+    return selective_scan_fn, ""
+
+
+@functools.lru_cache(maxsize=None)
+def _causal_conv1d_import() -> object | None:
+    """causal-conv1d's ``causal_conv1d_fn`` when the package imports, else None."""
+    try:
+        from causal_conv1d import causal_conv1d_fn
+    except Exception:
+        return None
+    return causal_conv1d_fn
+
+
+def available_backends() -> list[str]:
+    """Backends that can run on this machine (``cuda`` needs mamba-ssm and a GPU)."""
+    names = ["torch", "ref"]
+    if torch.cuda.is_available() and _mamba_ssm_import()[0] is not None:
+        names.insert(0, "cuda")
+    return names
+
+
+def _cuda_unavailable_reason(u: torch.Tensor) -> str:
+    """Why the cuda backend cannot run on ``u`` ("" when it can)."""
+    fn, why = _mamba_ssm_import()
+    if fn is None:
+        return (
+            f"mamba-ssm is not usable ({why}); install it with `pip install dnadiff[cuda]` "
+            "on a machine with a CUDA GPU and nvcc (it compiles CUDA kernels)"
+        )
+    if not u.is_cuda:
+        return f"the cuda backend needs CUDA tensors, got tensors on {u.device}"
+    return ""
+
+
+def _check_shapes(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+) -> None:
+    """Raise ValueError naming the first argument whose shape does not fit u's."""
+    if u.dim() != 3:
+        raise ValueError(f"u must be (batch, d, length), got shape {tuple(u.shape)}")
+    b, d, length = u.shape
+    if A.dim() != 2 or A.shape[0] != d:
+        raise ValueError(f"A must be (d={d}, n), got shape {tuple(A.shape)}")
+    n = A.shape[1]
+    if A.is_complex():
+        raise ValueError("complex A is not supported; use a real A (mamba-ssm's default)")
+    expected = {"delta": (delta, (b, d, length)), "B": (B, (b, n, length)), "C": (C, (b, n, length))}
+    if z is not None:
+        expected["z"] = (z, (b, d, length))
+    if D is not None:
+        expected["D"] = (D, (d,))
+    if delta_bias is not None:
+        expected["delta_bias"] = (delta_bias, (d,))
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+
+
+def selective_scan_ref(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Plain sequential scan in fp32: the ground truth the fast backends are tested against."""
+    dtype_in = u.dtype
+    u, delta, B, C = u.float(), delta.float(), B.float(), C.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[None, :, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, d, length = u.shape
+    h = u.new_zeros(batch, d, A.shape[1])
+    decay = torch.exp(delta.unsqueeze(-1) * A.float()[None, :, None, :])  # (b, d, l, n)
+    drive = (delta * u).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(1)  # (b, d, l, n)
+    ys = []
+    for t in range(length):
+        h = decay[:, :, t] * h + drive[:, :, t]
+        ys.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + u * D.float()[None, :, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    y = y.to(dtype_in)
+    return (y, h) if return_last_state else y
+
+
+# ---------------------------------------------------------------------------------------
+# torch backend: chunked scan with block recomputation.
+# Inside a block, tensors live in a "time-chunk" layout (T, nc, b, k[, n]): position
+# p = c * T + t of the block sits at [t, c]. Slices [t] and [t, c] are contiguous, which
+# keeps the sequential loops cheap.
+# ---------------------------------------------------------------------------------------
+
+
+def _to_tc(x: torch.Tensor, T: int) -> torch.Tensor:
+    """(b, k, Lb) -> view (T, nc, b, k) with Lb = nc * T."""
+    b, k, lb = x.shape
+    return x.view(b, k, lb // T, T).permute(3, 2, 0, 1)
+
+
+def _from_tc(x: torch.Tensor) -> torch.Tensor:
+    """(T, nc, b, k) -> (b, k, nc * T), the inverse of ``_to_tc``."""
+    T, nc, b, k = x.shape
+    return x.permute(2, 3, 1, 0).reshape(b, k, nc * T)
+
+
+def _block_states(
+    dtb: torch.Tensor,
+    dub: torch.Tensor,
+    Bb: torch.Tensor,
+    A: torch.Tensor,
+    h0: torch.Tensor,
+    a: torch.Tensor,
+    h: torch.Tensor,
+    tmp: torch.Tensor,
+) -> torch.Tensor:
+    """States of one block into ``h`` (T, nc, b, d, n), decays into ``a``; returns the end state.
+
+    dtb, dub: (T, nc, b, d) views of delta and delta*u; Bb: (T, nc, b, n); h0: (b, d, n) state
+    before the block; ``tmp`` is scratch of h's shape.
+    """
+    T, nc = dtb.shape[:2]
+    torch.mul(dtb.unsqueeze(-1), A, out=a)
+    a.exp_()
+    torch.mul(dub.unsqueeze(-1), Bb.unsqueeze(3), out=h)
+    for t in range(1, T):  # local states, all chunks at once, zero initial state
+        h[t].addcmul_(a[t], h[t - 1])
+    cum = torch.cumsum(dtb, dim=0)  # (T, nc, b, d), sum of delta within the chunk
+    chunk_decay = torch.exp(cum[-1].unsqueeze(-1) * A)  # (nc, b, d, n)
+    starts = torch.empty_like(chunk_decay)
+    state = h0
+    for c in range(nc):  # carry the true state across chunks
+        starts[c] = state
+        state = torch.addcmul(h[T - 1, c], chunk_decay[c], state)
+    torch.mul(cum.unsqueeze(-1), A, out=tmp)
+    tmp.exp_()
+    h.addcmul_(tmp, starts.unsqueeze(0))
+    return state
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """y_t = <C_t, h_t>, h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, in fp32, memory-bounded."""
+
+    @staticmethod
+    def forward(ctx, dt, u, A, B, C, T: int, block: int):  # noqa: D102 (autograd API)
+        b, d, L = u.shape
+        n = A.shape[1]
+        du = dt * u
+        y = u.new_empty(b, d, L)
+        starts = []
+        state = u.new_zeros(b, d, n)
+        shape = (T, block // T, b, d, n)
+        a, h, tmp = (u.new_empty(shape) for _ in range(3))
+        for l0 in range(0, L, block):
+            l1 = min(L, l0 + block)
+            nc = (l1 - l0) // T
+            ab, hb, tb = a[:, :nc], h[:, :nc], tmp[:, :nc]
+            starts.append(state)
+            dtb, dub = _to_tc(dt[..., l0:l1], T), _to_tc(du[..., l0:l1], T)
+            Bb, Cb = _to_tc(B[..., l0:l1], T), _to_tc(C[..., l0:l1], T)
+            state = _block_states(dtb, dub, Bb, A, state, ab, hb, tb)
+            yb = torch.matmul(hb, Cb.unsqueeze(-1)).squeeze(-1)  # (T, nc, b, d)
+            y[..., l0:l1] = _from_tc(yb)
+        ctx.save_for_backward(dt, u, A, B, C, torch.stack(starts))
+        ctx.T, ctx.block = T, block
+        ctx.mark_non_differentiable(state)
+        return y, state
+
+    @staticmethod
+    def backward(ctx, gy, _gstate):  # noqa: D102 (autograd API)
+        dt, u, A, B, C, starts = ctx.saved_tensors
+        T, block = ctx.T, ctx.block
+        b, d, L = u.shape
+        n = A.shape[1]
+        gy = gy.contiguous()
+        du = dt * u
+        g_dt, g_du = torch.empty_like(dt), torch.empty_like(dt)
+        g_B, g_C = torch.empty_like(B), torch.empty_like(C)
+        g_A = torch.zeros_like(A)
+        carry = u.new_zeros(b, d, n)  # a_{l1} * dL/dh_{l1}, from the block after
+        shape = (T, block // T, b, d, n)
+        a, h, tmp, gh = (u.new_empty(shape) for _ in range(4))
+        n_blocks = starts.shape[0]
+        for i in reversed(range(n_blocks)):
+            l0 = i * block
+            l1 = min(L, l0 + block)
+            nc = (l1 - l0) // T
+            ab, hb, tb, gb = a[:, :nc], h[:, :nc], tmp[:, :nc], gh[:, :nc]
+            dtb, dub = _to_tc(dt[..., l0:l1], T), _to_tc(du[..., l0:l1], T)
+            Bb, Cb = _to_tc(B[..., l0:l1], T), _to_tc(C[..., l0:l1], T)
+            gyb = _to_tc(gy[..., l0:l1], T)
+            h0 = starts[i]
+            _block_states(dtb, dub, Bb, A, h0, ab, hb, tb)
+            # dL/dh_t = C_t gy_t + a_{t+1} dL/dh_{t+1}: a reverse scan, chunked like forward.
+            torch.mul(gyb.unsqueeze(-1), Cb.unsqueeze(3), out=gb)
+            for t in range(T - 2, -1, -1):
+                gb[t].addcmul_(ab[t + 1], gb[t + 1])
+            cum = torch.cumsum(dtb, dim=0)
+            tail = cum[-1].unsqueeze(0) - cum  # sum of dt after t within the chunk, >= 0
+            ends = torch.empty(nc, b, d, n, dtype=u.dtype, device=u.device)
+            first_decay = torch.exp(tail[0].unsqueeze(-1) * A)  # (nc, b, d, n)
+            for c in range(nc - 1, -1, -1):
+                ends[c] = carry
+                first = torch.addcmul(gb[0, c], first_decay[c], carry)
+                carry = ab[0, c] * first
+            torch.mul(tail.unsqueeze(-1), A, out=tb)
+            tb.exp_()
+            gb.addcmul_(tb, ends.unsqueeze(0))
+            # Gradients of the block's inputs.
+            g_C[..., l0:l1] = _from_tc(torch.einsum("tcbdn,tcbd->tcbn", hb, gyb))
+            g_B[..., l0:l1] = _from_tc(torch.einsum("tcbdn,tcbd->tcbn", gb, dub))
+            g_du[..., l0:l1] = _from_tc(torch.matmul(gb, Bb.unsqueeze(-1)).squeeze(-1))
+            # dL/d(dt_t A) = dL/dh_t * a_t * h_{t-1}; h_{t-1} is h shifted by one position.
+            torch.mul(ab[1:], hb[:-1], out=tb[1:])
+            torch.mul(ab[0, 1:], hb[T - 1, :-1], out=tb[0, 1:])
+            torch.mul(ab[0, 0], h0, out=tb[0, 0])
+            tb.mul_(gb)
+            g_A += torch.einsum("tcbdn,tcbd->dn", tb, dtb)
+            g_dt[..., l0:l1] = _from_tc(tb.mul_(A).sum(-1))
+        g_dt += g_du * u
+        g_u = g_du * dt
+        return g_dt, g_u, g_A, g_B, g_C, None, None
+
+
+def _torch_layout(batch: int, d: int, n: int, length: int, device: torch.device,
+                  chunk: int | None, block_elems: int | None) -> tuple[int, int]:
+    """Chunk length T and block length (a multiple of T) for the torch backend."""
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    T = chunk if chunk is not None else _CHUNK[kind]
+    if T < 1:
+        raise ValueError(f"chunk must be >= 1, got {T}")
+    budget = block_elems if block_elems is not None else _BLOCK_ELEMS[kind]
+    per_chunk = batch * d * n * T
+    n_chunks = max(1, budget // max(per_chunk, 1))
+    padded = -(-length // T) * T
+    return T, min(n_chunks * T, padded)
+
+
+def selective_scan_torch(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    chunk: int | None = None,
+    block_elems: int | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Chunked pure-PyTorch scan (fp32 inside), differentiable in every input.
+
+    ``chunk`` (steps per chunk) and ``block_elems`` (batch*d*n*positions per block) only
+    trade speed for memory; results do not depend on them beyond float rounding.
+    """
+    dtype_in = u.dtype
+    b, d, length = u.shape
+    n = A.shape[1]
+    dt = delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[None, :, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    uf, Bf, Cf = u.float(), B.float(), C.float()
+    T, block = _torch_layout(b, d, n, length, u.device, chunk, block_elems)
+    pad = -length % T
+    if pad:  # dt = 0 on padding: decay 1 and no input, so the state passes through unchanged
+        dt, uf, Bf, Cf = (F.pad(x, (0, pad)) for x in (dt, uf, Bf, Cf))
+    y, last = _ChunkedScan.apply(
+        dt.contiguous(), uf.contiguous(), A.float(), Bf.contiguous(), Cf.contiguous(), T, block
+    )
+    if pad:
+        y = y[..., :length]
+    if D is not None:
+        y = y + u.float() * D.float()[None, :, None]
+    if z is not None:
+        y = y * F.silu(z.float())
+    y = y.to(dtype_in)
+    return (y, last) if return_last_state else y
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Run the selective scan on the chosen backend (``auto``, ``cuda``, ``torch`` or ``ref``).
+
+    ``auto`` picks ``cuda`` (mamba-ssm's kernel) for CUDA tensors when mamba-ssm imports, else
+    ``torch``. With ``return_last_state`` it returns ``(out, h_last)``, h_last (batch, d, n) in
+    fp32, as mamba-ssm does (the state is not differentiable).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown scan backend {backend!r}; choose one of {BACKENDS}")
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    if backend == "auto":
+        backend = "cuda" if not _cuda_unavailable_reason(u) else "torch"
+    if backend == "cuda":
+        why = _cuda_unavailable_reason(u)
+        if why:
+            raise ScanBackendError(f"scan backend 'cuda' is unavailable: {why}")
+        fn = _mamba_ssm_import()[0]
+        return fn(  # type: ignore[misc]
+            u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+            None if D is None else D.float().contiguous(),
+            None if z is None else z.contiguous(),
+            None if delta_bias is None else delta_bias.float().contiguous(),
+            delta_softplus, return_last_state,
+        )
+    if backend == "ref":
+        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                  return_last_state)
+    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                return_last_state)
+
+
+def causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> torch.Tensor:
+    """Depthwise causal conv over the length axis: x (b, d, l), weight (d, width) -> (b, d, l).
+
+    Uses causal-conv1d's fused kernel for CUDA tensors when the package imports, else
+    ``F.conv1d`` with left padding. ``activation`` is None or ``"silu"``.
+    """
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"activation must be None or 'silu', got {activation!r}")
+    if x.dim() != 3 or weight.dim() != 2 or weight.shape[0] != x.shape[1]:
+        raise ValueError(
+            f"need x (b, d, l) and weight (d, width) with the same d, got x {tuple(x.shape)} "
+            f"and weight {tuple(weight.shape)}"
+        )
+    fn = _causal_conv1d_import() if x.is_cuda else None
+    if fn is not None:
+        return fn(x, weight, bias, activation)  # type: ignore[operator]
+    width = weight.shape[1]
+    out = F.conv1d(F.pad(x, (width - 1, 0)), weight.unsqueeze(1), bias, groups=x.shape[1])
+    return F.silu(out) if activation is not None else out

@@ -1,0 +1,198 @@
+"""MDLM: the continuous-time masked-diffusion NELBO with the SUBS parameterisation (SPEC sections 2-4).
+
+Forward process: every token is independently replaced by the mask with probability 1 - alpha_t.
+Reverse model (SUBS): x_theta(z_t) is the network's softmax with the mask logit forced to -inf,
+and equals z_t wherever z_t is not the mask (carry-over unmasking). Objective, per sequence:
+
+    NELBO = E_t E_{z_t} [ -alpha'_t / (1 - alpha_t) * sum_{l: z_t^l = m} -log x_theta^l(z_t)[x^l] ],
+
+reported per token (nats/token), and, for evaluation, the discrete-time T-step bound L_T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from dnadiff.objectives.schedules import NoiseSchedule
+
+
+def sample_times(
+    batch_size: int,
+    t_min: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    antithetic: bool = True,
+    offset: int = 0,
+    total: int | None = None,
+) -> torch.Tensor:
+    """Times t in [t_min, 1] for a batch, low-discrepancy (antithetic) by default.
+
+    t_i = ((u + (offset + i) / total) mod 1), then t = (1 - t_min) t + t_min. ``offset`` and
+    ``total`` place this batch inside a larger global batch (data parallelism) so that every
+    process draws its slice of the same stratified set.
+    """
+    total = batch_size if total is None else total
+    if antithetic:
+        u = torch.rand((), generator=generator, device=device)
+        idx = torch.arange(offset, offset + batch_size, device=device, dtype=torch.float32)
+        t = torch.remainder(u + idx / total, 1.0)
+    else:
+        t = torch.rand(batch_size, generator=generator, device=device)
+    return (1.0 - t_min) * t + t_min
+
+
+def forward_mask(
+    x: torch.Tensor,
+    alpha_t: torch.Tensor,
+    mask_id: int,
+    uniforms: torch.Tensor | None = None,
+    maskable: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sample z_t ~ q(z_t | x): each maskable token becomes ``mask_id`` with probability 1 - alpha_t.
+
+    ``alpha_t`` has shape (batch,); ``uniforms`` (batch, length) may be given for reproducible noise.
+    """
+    if uniforms is None:
+        uniforms = torch.rand(x.shape, generator=generator, device=x.device)
+    masked = uniforms < (1.0 - alpha_t).unsqueeze(-1)
+    if maskable is not None:
+        masked = masked & maskable
+    return torch.where(masked, torch.full_like(x, mask_id), x)
+
+
+def subs_log_probs(logits: torch.Tensor, z_t: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """log x_theta under SUBS: mask logit -inf, then carry-over (log one-hot of z_t where unmasked)."""
+    logits = logits.float().clone()
+    logits[..., mask_id] = float("-inf")
+    log_probs = torch.log_softmax(logits, dim=-1)
+    carry = torch.full_like(log_probs, float("-inf"))
+    carry.scatter_(-1, z_t.unsqueeze(-1), 0.0)
+    return torch.where((z_t != mask_id).unsqueeze(-1), carry, log_probs)
+
+
+def masked_nll(logits: torch.Tensor, x: torch.Tensor, z_t: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """-log x_theta^l(z_t)[x^l] per position; exactly 0 where z_t is not masked (carry-over).
+
+    Computed without materialising -inf so that gradients stay finite.
+    """
+    logits = logits.float()
+    logits = logits.masked_fill(
+        torch.arange(logits.shape[-1], device=logits.device) == mask_id, float("-inf")
+    )
+    nll = -torch.log_softmax(logits, dim=-1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
+    return torch.where(z_t == mask_id, nll, torch.zeros_like(nll))
+
+
+@dataclass
+class LossOutput:
+    """A batch's objective: ``loss`` (nats/token, what is minimised) and its parts for exact averaging."""
+
+    loss: torch.Tensor
+    nll_sum: torch.Tensor
+    n_tokens: torch.Tensor
+    per_sequence: torch.Tensor
+
+
+def call_model(model: nn.Module, z: torch.Tensor, cond: torch.Tensor | None, t: torch.Tensor | None) -> torch.Tensor:
+    """Run the network, passing the time only to time-conditioned models."""
+    if getattr(model, "time_conditioned", False):
+        return model(z, cond=cond, t=t)
+    return model(z, cond=cond)
+
+
+class MDLM:
+    """The MDLM objective: continuous-time NELBO for training, discrete-time L_T for evaluation."""
+
+    likelihood = True
+    is_bound = True
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        mask_id: int,
+        pad_id: int,
+        t_min: float = 1e-3,
+        antithetic: bool = True,
+    ) -> None:
+        self.schedule = schedule
+        self.mask_id = int(mask_id)
+        self.pad_id = int(pad_id)
+        self.t_min = float(t_min)
+        self.antithetic = bool(antithetic)
+
+    def _weighted(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        weight: torch.Tensor,
+        cond: torch.Tensor | None,
+        uniforms: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> LossOutput:
+        maskable = x != self.pad_id
+        z_t = forward_mask(x, self.schedule.alpha(t), self.mask_id, uniforms, maskable, generator)
+        logits = call_model(model, z_t, cond, t)
+        nll = masked_nll(logits, x, z_t, self.mask_id)
+        per_seq = (nll * weight.unsqueeze(-1)).sum(-1)
+        n_tokens = maskable.sum()
+        nll_sum = per_seq.sum()
+        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+
+    def loss(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
+        uniforms: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """One-sample estimate of the continuous-time NELBO (nats/token), weighted by -alpha'/(1-alpha)."""
+        if t is None:
+            t = sample_times(x.shape[0], self.t_min, generator, x.device, self.antithetic)
+        return self._weighted(model, x, t, self.schedule.weight(t), cond, uniforms, generator)
+
+    def discrete_loss(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        num_steps: int,
+        cond: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """One-sample estimate of the T-step bound L_T (nats/token).
+
+        L_T = sum_i E_q[(alpha_s - alpha_t)/(1 - alpha_t) * masked CE] with t = i/T, s = (i-1)/T,
+        estimated as T times the term of a uniformly drawn step i. The reconstruction term at
+        t = 0 is exactly 0 (alpha_0 = 1, carry-over) for the log-linear schedule and the prior
+        term KL(q(z_1|x) || delta_m) is dropped, as in MDLM (it is O(eps)).
+        """
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        i = torch.randint(1, num_steps + 1, (x.shape[0],), generator=generator, device=x.device)
+        t = i.float() / num_steps
+        s = (i.float() - 1.0) / num_steps
+        a_t, a_s = self.schedule.alpha(t), self.schedule.alpha(s)
+        weight = num_steps * (a_s - a_t) / (1.0 - a_t)
+        return self._weighted(model, x, t, weight, cond, None, generator)
+
+    def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
+        """Training loss on a stream batch, which carries its own noise (``t`` and ``uniforms``)."""
+        return self.loss(model, batch["input_ids"], batch.get("cond"), t=batch["t"], uniforms=batch["uniforms"])
+
+    def eval_batch(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
+        """NELBO on an evaluation batch, averaged over its fixed draws of (t, z_t) per window."""
+        t_all, u_all = batch["t"], batch["uniforms"]
+        outs = [
+            self.loss(model, batch["input_ids"], batch.get("cond"), t=t_all[:, k], uniforms=u_all[:, k])
+            for k in range(t_all.shape[1])
+        ]
+        nll_sum = torch.stack([o.nll_sum for o in outs]).mean()
+        per_seq = torch.stack([o.per_sequence for o in outs]).mean(0)
+        n_tokens = outs[0].n_tokens
+        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)

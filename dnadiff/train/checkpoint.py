@@ -1,0 +1,205 @@
+"""Checkpoints: atomic writes, safe loads (``weights_only=True``), metadata, and safetensors export.
+
+A training checkpoint is Lightning's dict plus a ``dnadiff`` entry (:func:`metadata`): the model
+config, objective config, class names and the tokenizer vocabulary, which every load checks.
+An export is a folder with ``model.safetensors`` (EMA weights) and ``config.json`` (the metadata).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from lightning.fabric.plugins import TorchCheckpointIO
+
+from dnadiff.tokenizer import Tokenizer, TokenizerError
+
+FORMAT_VERSION = 1
+META_KEY = "dnadiff"
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_CONFIG = "config.json"
+MODEL_PREFIX = "model."
+EMA_PREFIX = "ema.module."
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable, not dnadiff's, or made for another vocabulary."""
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """``torch.load(weights_only=True)`` with one-line errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (found a {type(ckpt).__name__}, expected a dict)")
+    return ckpt
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that writes atomically and loads only tensors and plain data."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: str | os.PathLike, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        ckpt = safe_load(path, map_location if map_location is not None else "cpu")
+        check_metadata(ckpt.get(META_KEY), str(path))
+        return ckpt
+
+
+def metadata(model_config: Mapping, objective: Mapping, classes: list[str] | None = None, **extra: Any) -> dict:
+    """The ``dnadiff`` entry of a checkpoint: everything needed to rebuild and use the model."""
+    from dnadiff import __version__
+
+    return {
+        "format": FORMAT_VERSION,
+        "dnadiff_version": __version__,
+        "vocab": list(Tokenizer().vocab),
+        "model": dict(model_config),
+        "objective": dict(objective),
+        "classes": list(classes or []),
+        **extra,
+    }
+
+
+def check_metadata(meta: Any, source: str) -> dict:
+    """Validate a checkpoint's ``dnadiff`` entry: present, a known format, and the same vocabulary."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source}: not a dnadiff checkpoint (no '{META_KEY}' metadata entry)")
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format {meta.get('format')!r}, this dnadiff reads {FORMAT_VERSION}")
+    try:
+        Tokenizer().check_vocab(meta.get("vocab", []), source=source)
+    except TokenizerError as err:
+        raise CheckpointError(str(err)) from None
+    return meta
+
+
+def _is_export(path: Path) -> bool:
+    return path.is_dir() or path.suffix == ".safetensors"
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of a training checkpoint or an export folder, validated."""
+    path = Path(path)
+    if _is_export(path):
+        folder = path if path.is_dir() else path.parent
+        cfg = folder / EXPORT_CONFIG
+        if not cfg.is_file():
+            raise CheckpointError(f"{folder}: no {EXPORT_CONFIG} beside the weights (not a dnadiff export)")
+        try:
+            meta = json.loads(cfg.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{cfg}: invalid JSON ({err})") from None
+        return check_metadata(meta, str(cfg))
+    return check_metadata(safe_load(path).get(META_KEY), str(path))
+
+
+def model_state(ckpt: Mapping[str, Any], use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The model's weights from a Lightning checkpoint: the EMA copy when present and asked for."""
+    state = ckpt.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise CheckpointError("checkpoint has no 'state_dict'")
+    prefix = EMA_PREFIX if use_ema and any(k.startswith(EMA_PREFIX) for k in state) else MODEL_PREFIX
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _build(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    from dnadiff.models.registry import model_from_config
+
+    model = model_from_config(dict(meta["model"]))
+    missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: weights do not fit the model config (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]})"
+        )
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike, use_ema: bool = True, map_location: Any = "cpu") -> nn.Module:
+    """Load a language model from a training checkpoint or an export (folder or .safetensors), in eval mode.
+
+    Weights are read with ``weights_only=True`` (checkpoints) or safetensors (exports); the
+    vocabulary stored with them must equal dnadiff's.
+    """
+    path = Path(path)
+    if _is_export(path):
+        from safetensors.torch import load_file
+
+        meta = read_metadata(path)
+        weights = path / EXPORT_WEIGHTS if path.is_dir() else path
+        if not weights.is_file():
+            raise CheckpointError(f"{weights}: weights file not found")
+        return _build(meta, load_file(str(weights), device=str(map_location)), str(weights))
+    ckpt = safe_load(path, map_location)
+    meta = check_metadata(ckpt.get(META_KEY), str(path))
+    return _build(meta, model_state(ckpt, use_ema), str(path))
+
+
+def export_model(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` from a training checkpoint; returns the folder."""
+    from safetensors.torch import save_file
+
+    ckpt = safe_load(ckpt_path)
+    meta = check_metadata(ckpt.get(META_KEY), str(ckpt_path))
+    state = {k: v.contiguous() for k, v in model_state(ckpt, use_ema).items()}
+    _build(meta, state, str(ckpt_path))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"format": "pt"})
+        os.replace(tmp, out / EXPORT_WEIGHTS)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_bytes(json.dumps({**meta, "exported_from": str(ckpt_path), "ema": use_ema}, indent=1).encode(), out / EXPORT_CONFIG)
+    return out

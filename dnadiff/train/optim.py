@@ -1,0 +1,60 @@
+"""AdamW with decoupled weight decay on matrices only, and a linear-warmup + cosine-decay schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay weight matrices; leave biases, norms, and parameters marked ``_no_weight_decay`` (A_log, D) alone."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or getattr(p, "_no_weight_decay", False):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """LR multiplier: linear from 0 to 1 over ``warmup_steps``, then cosine down to ``min_lr_ratio``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class WarmupCosine:
+    """Picklable LR lambda (so the scheduler state saves with ``weights_only`` checkpoints)."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> None:
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.min_lr_ratio = min_lr_ratio
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
+
+
+def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], total_steps: int):
+    """AdamW and its step-wise scheduler from the ``optim`` config."""
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg["weight_decay"]),
+        lr=cfg["lr"],
+        betas=tuple(cfg["betas"]),
+        eps=cfg["eps"],
+    )
+    schedule = WarmupCosine(cfg["warmup_steps"], total_steps, cfg["min_lr_ratio"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
+    return optimizer, scheduler

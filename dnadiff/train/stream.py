@@ -1,0 +1,130 @@
+"""The training stream: which window, which augmentation and which diffusion noise each step sees.
+
+Every training sample is identified by its position p in one infinite stream
+(p = global_batch * global_batch_size + slot). The window index (a fresh seeded permutation per
+pass over the data), the augmentation draw and the objective's noise (time t and per-token
+uniforms) are all pure functions of (seed, p). Hence:
+
+- resuming at step k reproduces an uninterrupted run exactly (the stream simply starts at
+  batch k * accumulate_grad_batches; no RNG state has to be restored);
+- data parallelism over R processes sees the same samples and noise as one process with an R
+  times larger batch (rank r takes slots r, r + R, ... of every global batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+# The antithetic time of slot j in a global batch of size B is (u_b + j / B) mod 1 (SPEC section 4).
+
+
+class StreamSampler(Sampler[int]):
+    """Yields this rank's stream positions, starting at global batch ``start_batch``."""
+
+    def __init__(
+        self,
+        global_batch_size: int,
+        total_batches: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ) -> None:
+        if global_batch_size % world_size:
+            raise ValueError(
+                f"global batch size {global_batch_size} is not divisible by the {world_size} processes"
+            )
+        self.global_batch_size = global_batch_size
+        self.total_batches = total_batches
+        self.rank = rank
+        self.world_size = world_size
+        self.start_batch = start_batch
+
+    def __iter__(self) -> Iterator[int]:
+        for b in range(self.start_batch, self.total_batches):
+            base = b * self.global_batch_size
+            yield from range(base + self.rank, base + self.global_batch_size, self.world_size)
+
+    def __len__(self) -> int:
+        return (self.total_batches - self.start_batch) * (self.global_batch_size // self.world_size)
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *keys])
+
+
+class StreamDataset(Dataset):
+    """Maps a stream position to a training example with its augmentation and diffusion noise.
+
+    ``base.sample(index, rng)`` must return a dict with ``input_ids`` (LongTensor) and may use
+    ``rng`` for its augmentation; the noise added here is ``t`` (antithetic over the global batch,
+    in [t_min, 1]) and ``uniforms`` (one U[0,1) per token) which objectives turn into masks.
+    """
+
+    _PERM, _AUG, _NOISE, _TIME = 0, 1, 2, 3
+
+    def __init__(self, base: Dataset, seed: int, global_batch_size: int, t_min: float, antithetic: bool = True) -> None:
+        if len(base) == 0:
+            raise ValueError("the training set is empty: no window passed the filters (check data.* settings)")
+        self.base = base
+        self.seed = int(seed)
+        self.global_batch_size = int(global_batch_size)
+        self.t_min = float(t_min)
+        self.antithetic = antithetic
+        self._perm_epoch = -1
+        self._perm: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def _index(self, position: int) -> int:
+        n = len(self.base)
+        epoch, offset = divmod(position, n)
+        if epoch != self._perm_epoch:
+            self._perm = _rng(self.seed, self._PERM, epoch).permutation(n)
+            self._perm_epoch = epoch
+        return int(self._perm[offset])
+
+    def _time(self, position: int) -> float:
+        batch, slot = divmod(position, self.global_batch_size)
+        if self.antithetic:
+            u = _rng(self.seed, self._TIME, batch).random()
+            t = (u + slot / self.global_batch_size) % 1.0
+        else:
+            t = _rng(self.seed, self._TIME, position).random()
+        return (1.0 - self.t_min) * t + self.t_min
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        item = dict(self.base.sample(self._index(position), _rng(self.seed, self._AUG, position)))
+        length = item["input_ids"].shape[-1]
+        uniforms = _rng(self.seed, self._NOISE, position).random(length, dtype=np.float32)
+        item["uniforms"] = torch.from_numpy(uniforms)
+        item["t"] = torch.tensor(self._time(position), dtype=torch.float32)
+        item["position"] = torch.tensor(position, dtype=torch.long)
+        return item
+
+
+class EvalNoiseDataset(Dataset):
+    """Evaluation windows with fixed noise: ``draws`` (t, uniforms) pairs per window, stratified in t."""
+
+    def __init__(self, base: Dataset, seed: int, draws: int, t_min: float) -> None:
+        self.base = base
+        self.seed = int(seed)
+        self.draws = int(draws)
+        self.t_min = float(t_min)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = dict(self.base[index])
+        length = item["input_ids"].shape[-1]
+        rng = _rng(self.seed, 7, index)
+        u = rng.random()
+        t = (u + np.arange(self.draws) / self.draws) % 1.0
+        item["t"] = torch.from_numpy(((1.0 - self.t_min) * t + self.t_min).astype(np.float32))
+        item["uniforms"] = torch.from_numpy(rng.random((self.draws, length), dtype=np.float32))
+        return item
