@@ -34,6 +34,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from dnadiff.data.datamodule import GenomeDataModule
+    from dnadiff.data.windows import collate_windows
     from dnadiff.objectives import build_objective
     from dnadiff.tokenizer import Tokenizer
     from dnadiff.train.checkpoint import atomic_write_bytes, load_model, read_metadata
@@ -54,7 +55,8 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     dataset = windows.dataset(cfg["split"])
     t_min = float(meta["objective"].get("t_min", 1e-3))
     loader = DataLoader(EvalNoiseDataset(dataset, cfg["eval"]["seed"], cfg["eval"]["draws"], t_min),
-                        batch_size=windows.eval_batch_size, num_workers=windows.num_workers)
+                        batch_size=windows.eval_batch_size, num_workers=windows.num_workers,
+                        collate_fn=collate_windows)
     nll_sum, n_tokens = 0.0, 0.0
     for batch in tqdm(loader, desc=f"evaluate {cfg['split']}", unit="batch", leave=False):
         batch = {k: v.to(device) for k, v in batch.items()}

@@ -59,7 +59,7 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, callbacks: list | None = N
         deterministic=bool(t["deterministic"]),
         use_distributed_sampler=False,
         default_root_dir=str(out_dir),
-        logger=L.pytorch.loggers.CSVLogger(str(out_dir), name="logs", version=""),
+        logger=L.pytorch.loggers.CSVLogger(str(out_dir), name="logs"),  # logs/version_k: one per (re)start
         callbacks=[ckpt_cb, *(callbacks or [])],
         plugins=[AtomicCheckpointIO()],
         num_sanity_val_steps=0,

@@ -74,6 +74,22 @@ def test_multi_contig_index_built_atomically(multi_fasta: Path, chrm_seq: str, c
     assert genome.fetch("chr2", 69, 141) == chr2_seq[10_069:10_141]
 
 
+def test_multi_contig_bgzip_and_its_stale_index(multi_fasta: Path, chrm_seq: str, chr2_seq: str) -> None:
+    from Bio import bgzf
+
+    gz = multi_fasta.with_suffix(".fa.gz")
+    with bgzf.BgzfWriter(str(gz), "wb") as out:
+        out.write(multi_fasta.read_bytes())
+    genome = Genome(gz)
+    assert genome.bgzf and genome.contigs == {"MT_human": len(chrm_seq), "chr2": 50_000}
+    assert genome.fetch("chr2", 49_990, 50_000) == chr2_seq[59_990:60_000]
+    assert genome.fetch("MT_human", 0, 100) == chrm_seq[:100]
+    fai = Path(f"{gz}.fai")
+    fai.write_text(fai.read_text().replace(f"\t{len(chrm_seq)}\t", f"\t{len(chrm_seq) + 70}\t"))
+    with pytest.raises(GenomeError, match="multi.fa.gz.fai disagrees with the FASTA at contig"):
+        Genome(gz)
+
+
 def test_bgzip_indexes_built_when_missing(tmp_path: Path, hg38_fasta_gz: Path, chr2_seq: str) -> None:
     copy = tmp_path / hg38_fasta_gz.name
     shutil.copyfile(hg38_fasta_gz, copy)
@@ -145,3 +161,18 @@ def test_unknown_contig_and_bounds(hg38_fasta: Path) -> None:
     for start, end in ((-1, 10), (10, 5), (1_999_999, 2_000_001)):
         with pytest.raises(GenomeError, match=rf"interval chr2:{start}-{end} is out of bounds .*length 2000000"):
             genome.fetch("chr2", start, end)
+
+
+def test_bgzip_reads_starting_exactly_on_block_boundaries(hg38_fasta, hg38_fasta_gz) -> None:
+    """Regression: pyfaidx's own bgzip path fails when a read starts on a BGZF block boundary."""
+    plain, gz = Genome(hg38_fasta), Genome(hg38_fasta_gz)
+    rec = gz._records["chr2"]
+    checked = 0
+    for block in gz._faidx().gzi_index[1:]:
+        u = block.ustart - rec.offset
+        pos = (u // rec.line_bytes) * rec.line_bases + u % rec.line_bases
+        for start in (pos - 1, pos, pos + 1):
+            if 0 <= start and start + 300 <= rec.length:
+                assert gz.fetch("chr2", start, start + 300) == plain.fetch("chr2", start, start + 300)
+                checked += 1
+    assert checked > 60

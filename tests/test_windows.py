@@ -10,7 +10,7 @@ import torch
 from Bio import SeqIO
 from Bio.Seq import Seq
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from dnadiff.data.datamodule import GenomeDataModule
 from dnadiff.data.genome import Genome
@@ -20,6 +20,7 @@ from dnadiff.data.windows import (
     Interval,
     WindowError,
     block_split,
+    collate_windows,
     intervals_from_blocks,
     intervals_from_chromosomes,
     read_bed,
@@ -96,6 +97,22 @@ def test_train_windows_shift_and_rc_are_exact(genome_gz: Genome, chr2_seq: str, 
     assert 70 <= n_rc <= 130
     assert len(starts) == 200
     assert any(s % 512 for s in starts)
+    # sample(k, rng) is a pure function of (k, rng state): the training stream relies on it
+    a = ds.sample(7, np.random.default_rng([5, 7]))
+    b = ds.sample(7, np.random.default_rng([5, 7]))
+    c = ds.sample(7, np.random.default_rng([6, 7]))
+    assert all(torch.equal(a[key], b[key]) for key in a) and int(a["start"]) != int(c["start"])
+
+
+def test_collate_windows_equals_default_collate(genome_gz: Genome) -> None:
+    ivs = [iv for iv in intervals_from_blocks(genome_gz, 100_000) if iv.split == "test"]
+    ds = GenomeWindows(genome_gz, ivs, 300, train=False, max_windows=8, return_coords=True)
+    items = [ds[k] for k in range(len(ds))]
+    ours, reference = collate_windows(items), default_collate(items)
+    assert ours.keys() == reference.keys()
+    assert all(torch.equal(ours[k], reference[k]) and ours[k].dtype == reference[k].dtype for k in ours)
+    with pytest.raises(ValueError, match="empty batch"):
+        collate_windows([])
 
 
 def test_rc_is_an_involution_on_real_windows(genome_gz: Genome, tokenizer: Tokenizer) -> None:

@@ -25,6 +25,7 @@ from dnadiff.data.windows import (
     GenomeWindows,
     Interval,
     WindowError,
+    collate_windows,
     intervals_from_blocks,
     intervals_from_chromosomes,
     make_intervals,
@@ -36,7 +37,7 @@ __all__ = [
     "TASKS", "TASK_ALIASES", "BenchmarkDataError", "SequenceCollator", "SequenceDataset",
     "available_splits", "collate_sequences", "list_tasks", "load_task", "resolve_task",
     "GenomeDataModule", "Genome", "GenomeError", "BedError", "GenomeWindows", "Interval",
-    "WindowError", "intervals_from_blocks", "intervals_from_chromosomes", "make_intervals",
+    "WindowError", "collate_windows", "intervals_from_blocks", "intervals_from_chromosomes", "make_intervals",
     "read_bed", "write_bed",
 ]
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dnadiff.data.genome import Genome
-from dnadiff.data.windows import GenomeWindows, Interval, WindowError, make_intervals
+from dnadiff.data.windows import GenomeWindows, Interval, WindowError, collate_windows, make_intervals
 from dnadiff.resources import default_fasta
 from dnadiff.tokenizer import Tokenizer
 
@@ -163,7 +163,7 @@ class GenomeDataModule(L.LightningDataModule):
         return DataLoader(
             self.dataset(split), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
             num_workers=self.num_workers, generator=gen, pin_memory=self.pin_memory,
-            persistent_workers=False,
+            persistent_workers=False, collate_fn=collate_windows,
         )
 
     def train_dataloader(self) -> DataLoader:

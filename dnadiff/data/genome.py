@@ -110,6 +110,7 @@ class Genome:
         self._records = {r.name: r for r in read_fai(self.fai_path)}
         self._handle: pyfaidx.Faidx | None = None
         self._pid: int | None = None
+        self._ustarts: list[int] | None = None
         self._check_consistency()
 
     # ----------------------------------------------------------------- index management
@@ -205,8 +206,9 @@ class Genome:
         from Bio import bgzf
 
         blocks = handle.gzi_index
-        ustarts = [b.ustart for b in blocks]
-        i = max(bisect.bisect_right(ustarts, offset) - 1, 0)
+        if self._ustarts is None:
+            self._ustarts = [b.ustart for b in blocks]
+        i = max(bisect.bisect_right(self._ustarts, offset) - 1, 0)
         handle.file.seek(bgzf.make_virtual_offset(blocks[i].cstart, offset - blocks[i].ustart))
         return handle.file.read(n)
 
@@ -234,6 +236,7 @@ class Genome:
         state = self.__dict__.copy()
         state["_handle"] = None
         state["_pid"] = None
+        state["_ustarts"] = None
         return state
 
     def close(self) -> None:
@@ -276,7 +279,13 @@ class Genome:
         self.check_interval(contig, start, end)
         if start == end:
             return ""
-        return self._faidx().from_file(contig, start + 1, end)
+        rec = self._records[contig]
+        first = rec.offset + (start // rec.line_bases) * rec.line_bytes + start % rec.line_bases
+        last = rec.offset + ((end - 1) // rec.line_bases) * rec.line_bytes + (end - 1) % rec.line_bases
+        # Read through our own block lookup: pyfaidx's bgzip path fails when a read starts exactly
+        # on a BGZF block boundary ("within_block_offset ... got 65536").
+        raw = self._read_raw(first, last - first + 1)
+        return raw.replace(b"\n", b"").replace(b"\r", b"").decode("ascii")
 
     def fetch_ids(self, contig: str, start: int, end: int, tokenizer: Tokenizer) -> np.ndarray:
         """Token ids (int64 numpy) of ``contig[start:end]``, via the tokenizer's lookup table."""

@@ -4,7 +4,8 @@ Motifs are JASPAR position frequency matrices (the shipped human set:
 ``dnadiff/assets/motifs/jaspar_human_core.jaspar``, see its README for IDs and licence),
 scanned with Bio.motifs on both strands: log-odds PSSM with pseudocount 0.5 per base against a
 uniform background, hit threshold = the score whose false-positive rate on uniform random
-sequence is ``fpr`` (Bio.motifs' score distribution, discretised to 1/``precision``). Occurrence = hits per kb of A/C/G/T
+sequence is ``fpr`` (Bio.motifs' score distribution, discretised to 1/``precision``).
+Occurrence = hits per kb of A/C/G/T
 sequence, per motif; sequences are scanned in their A/C/G/T runs (N and other letters split
 them).
 """
@@ -48,7 +49,8 @@ class MotifScanner:
             pssm = motif.pssm
             self.names.append(f"{motif.matrix_id} {motif.name}")
             self.pssms.append(pssm)
-            self.thresholds.append(float(pssm.distribution(background=background, precision=precision).threshold_fpr(fpr)))
+            dist = pssm.distribution(background=background, precision=precision)
+            self.thresholds.append(float(dist.threshold_fpr(fpr)))
 
     def count(self, seqs: Sequence[str]) -> tuple[np.ndarray, int]:
         """(hits per motif over all sequences and both strands, scanned A/C/G/T bases)."""

@@ -44,14 +44,18 @@ def generative_perplexity(model: nn.Module, seqs: Sequence[str], batch_size: int
 
 
 @torch.no_grad()
-def classifier_outputs(classifier: nn.Module, seqs: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def classifier_outputs(
+    classifier: nn.Module, seqs: Sequence[str], batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities (N, C), embeddings (N, D)) of ``seqs`` (batched by equal length)."""
     device = next(classifier.parameters()).device
     last_linear = None
     if not hasattr(classifier, "features"):
         linears = [m for m in classifier.modules() if isinstance(m, nn.Linear)]
         if not linears:
-            raise ValueError("classifier has neither a features() method nor an nn.Linear layer to take embeddings from")
+            raise ValueError(
+                "classifier has neither a features() method nor an nn.Linear layer to take embeddings from"
+            )
         last_linear = linears[-1]
     probs, feats = [None] * len(seqs), [None] * len(seqs)
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))

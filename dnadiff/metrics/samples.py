@@ -7,8 +7,8 @@
   between two GC distributions.
 - Diversity: mean pairwise Hamming distance per base, and the fraction of distinct sequences.
 - Memorisation: each sample's nearest-neighbour identity (fraction of identical positions,
-  ungapped) to a set of reference windows of the same length; exact over the windows, computed
-  as one-hot matrix products in chunks (N x M x 4L multiply-adds).
+  ungapped) to every window of its length in the reference (both strands), exact, by FFT
+  cross-correlation of letter tracks (O(M log M) per sample for M reference bases).
 - Frechet distance between two sets of feature vectors (Gaussian fits).
 """
 
@@ -127,35 +127,57 @@ def diversity(seqs: Sequence[str], chunk: int = 512) -> dict[str, float]:
     }
 
 
-def reference_windows(reference: Sequence[str], length: int, stride: int) -> list[str]:
-    """Every window of ``length`` at ``stride`` from each reference sequence (plus its last window)."""
-    if length < 1 or stride < 1:
-        raise ValueError(f"window length and stride must be >= 1, got {length} and {stride}")
-    out: list[str] = []
-    for seq in reference:
-        if len(seq) < length:
+def _letter_tracks(seq: str, n: int) -> np.ndarray:
+    """(4, n) indicator tracks of A, C, G, T (zero-padded to n)."""
+    codes = encode_acgt(seq)
+    tracks = np.zeros((4, n), dtype=np.float64)
+    pos = np.nonzero(codes >= 0)[0]
+    tracks[codes[pos], pos] = 1.0
+    return tracks
+
+
+def reverse_complement(seq: str) -> str:
+    """Reverse complement of a DNA string (A<->T, C<->G, case kept; other letters kept)."""
+    return seq[::-1].translate(str.maketrans("ACGTacgt", "TGCAtgca"))
+
+
+def nn_identity(samples: Sequence[str], reference: Sequence[str], both_strands: bool = True) -> np.ndarray:
+    """Per sample, the highest fraction of identical positions to any reference window of its length.
+
+    Exact over every offset of every reference sequence (ungapped), and over the reverse
+    complement strand with ``both_strands``: the match count at each offset is a
+    cross-correlation of A/C/G/T indicator tracks, computed for all offsets at once by FFT
+    (O(M log M) per sample for M reference bases). Windows never span two reference sequences.
+    A sample longer than every reference sequence gets NaN.
+    """
+    if not samples or not reference:
+        raise ValueError("nearest-neighbour identity needs samples and reference sequences")
+    total = sum(len(r) for r in reference)
+    n_fft = 1 << int(np.ceil(np.log2(max(total + max(len(s) for s in samples), 2))))
+    ref_tracks = np.zeros((4, n_fft), dtype=np.float64)
+    starts = np.zeros(n_fft, dtype=np.int64) - 1
+    seq_end = np.zeros(n_fft, dtype=np.int64)
+    offset = 0
+    for r in reference:
+        ref_tracks[:, offset : offset + len(r)] = _letter_tracks(r, len(r))
+        starts[offset : offset + len(r)] = offset
+        seq_end[offset : offset + len(r)] = offset + len(r)
+        offset += len(r)
+    ref_spec = np.fft.rfft(ref_tracks, axis=-1)
+    best = np.full(len(samples), np.nan)
+    for i, sample in enumerate(samples):
+        length = len(sample)
+        if length == 0:
             continue
-        starts = list(range(0, len(seq) - length + 1, stride))
-        if starts[-1] != len(seq) - length:
-            starts.append(len(seq) - length)
-        out.extend(seq[s : s + length] for s in starts)
-    return out
-
-
-def nn_identity(samples: Sequence[str], windows: Sequence[str], chunk: int = 2048) -> np.ndarray:
-    """Per sample, the highest fraction of identical positions to any window (all of one length)."""
-    if not samples or not windows:
-        raise ValueError("nearest-neighbour identity needs samples and reference windows")
-    length = len(samples[0])
-    bad = {len(s) for s in samples} | {len(w) for w in windows}
-    if bad != {length}:
-        raise ValueError(f"nn_identity needs equal lengths for samples and windows, got lengths {sorted(bad)}")
-    q = _onehot(samples, length)
-    best = torch.zeros(len(samples))
-    for i in range(0, len(windows), chunk):
-        r = _onehot(windows[i : i + chunk], length)
-        best = torch.maximum(best, (q @ r.T).max(dim=1).values)
-    return (best / length).numpy().astype(np.float64)
+        valid = (starts >= 0) & (np.arange(n_fft) + length <= seq_end)
+        if not valid.any():
+            continue
+        for query in (sample, reverse_complement(sample)) if both_strands else (sample,):
+            spec = np.fft.rfft(_letter_tracks(query, n_fft), axis=-1)
+            matches = np.fft.irfft((np.conj(spec) * ref_spec).sum(0), n=n_fft)
+            score = float(np.round(matches[valid]).max()) / length
+            best[i] = score if np.isnan(best[i]) else max(best[i], score)
+    return best
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -165,7 +187,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"Frechet distance needs (N>=2, D) feature arrays of equal D, got {a.shape} and {b.shape}")
     mu = a.mean(0) - b.mean(0)
     s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    covmean = linalg.sqrtm(s_a @ s_b)
     if not np.isfinite(covmean).all():
         offset = np.eye(len(s_a)) * 1e-6
         covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))

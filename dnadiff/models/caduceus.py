@@ -18,6 +18,8 @@ runs once). The two halves never mix until the LM head.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
@@ -74,7 +76,7 @@ class BiMamba(nn.Module):
     ``False`` gives the reverse direction its own ``in_proj_rev``/``out_proj_rev``.
     """
 
-    def __init__(self, d_model: int, bias: bool = False, weight_tie: bool = True, **ssm: object) -> None:
+    def __init__(self, d_model: int, bias: bool = False, weight_tie: bool = True, **ssm: Any) -> None:
         super().__init__()
         self.ssm_fwd = SelectiveSSM(**ssm)
         self.ssm_rev = SelectiveSSM(**ssm)

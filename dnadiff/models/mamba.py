@@ -16,15 +16,13 @@ keeping one SSM per direction. ``step`` runs one token through the recurrence wi
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from dnadiff.models.scan import causal_conv1d, selective_scan
-
-SCAN_BACKENDS: tuple[str, ...] = ("auto", "cuda", "torch", "ref")
-
 
 def resolve_dt_rank(dt_rank: int | str, d_model: int) -> int:
     """mamba-ssm's ``dt_rank="auto"`` rule: ceil(d_model / 16); an int is used as given."""
@@ -165,7 +163,7 @@ def ssm_kwargs(cfg: dict, d_model: int) -> dict:
 class Mamba(nn.Module):
     """Causal Mamba mixer (b, l, d_model) -> (b, l, d_model), with recurrent :meth:`step`."""
 
-    def __init__(self, d_model: int, bias: bool = False, **ssm: object) -> None:
+    def __init__(self, d_model: int, bias: bool = False, **ssm: Any) -> None:
         super().__init__()
         self.ssm = SelectiveSSM(**ssm)
         d_inner = self.ssm.d_inner

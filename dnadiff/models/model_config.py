@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dnadiff.models.mamba import SCAN_BACKENDS
+from dnadiff.models.scan import BACKENDS as SCAN_BACKENDS
 from dnadiff.tokenizer import VOCAB
 
 # arch -> (bidirectional, rcps)

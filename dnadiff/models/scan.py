@@ -12,13 +12,16 @@ Backends:
 - ``ref``: a plain sequential loop, the ground truth of the tests (slow).
 - ``torch``: a chunked scan in pure PyTorch (any device). The sequence is cut into blocks
   that are processed one after the other, carrying the state; inside a block it is cut into
-  chunks of ``chunk`` steps. A sequential loop over the steps of a chunk runs on all chunks
-  at once (zero initial state), a short loop over chunks carries the chunk-end states, and
-  one correction ``h_t += exp(A * sum(delta within the chunk up to t)) * h_chunk_start`` gives
-  the true states. Every exponent is ``A * (sum of delta) <= 0``, so nothing overflows however
-  strong the decay. A custom autograd function keeps only the block-start states and
-  recomputes each block in backward, so memory grows with ``batch * d * length`` (the inputs),
-  never with ``batch * d * length * n``.
+  ``nc`` chunks of ``T`` steps. A sequential loop over the T steps runs on all chunks at once
+  (zero initial state), a short loop over chunks carries the chunk-end states, and one
+  correction ``h_t += (a_1 * ... * a_t) * h_chunk_start`` gives the true states
+  (a_t = exp(delta_t A) <= 1). Only decays a <= 1 are ever formed or multiplied, never their
+  inverses, so nothing overflows however strong the decay (delta*A summing to -1e4 just
+  underflows to 0, as it should). When batch * d * n is large one chunk per block is used
+  (a plain sequential loop over the block). A custom autograd function keeps only the
+  block-start states and recomputes each block in backward (the gradient of the states is a
+  reverse scan with the same structure), so memory grows with ``batch * d * length`` (the
+  inputs), never with ``batch * d * length * n``.
 - ``cuda``: mamba-ssm's fused kernel (``pip install dnadiff[cuda]``), for CUDA tensors.
 """
 
@@ -43,8 +46,9 @@ BACKENDS = ("auto", "cuda", "torch", "ref")
 # Elements (batch * d * n * positions) of one block of the torch backend; a few buffers of
 # this size live at once. On CPU small blocks stay in cache; on GPU large blocks mean few
 # kernel launches.
-_BLOCK_ELEMS = {"cpu": 1 << 20, "cuda": 1 << 26}
+_BLOCK_ELEMS = {"cpu": 1 << 21, "cuda": 1 << 26}
 _CHUNK = {"cpu": 8, "cuda": 32}
+_WIDE = {"cpu": 1 << 15, "cuda": 1 << 40}
 
 
 class ScanBackendError(RuntimeError):
@@ -106,6 +110,8 @@ def _check_shapes(
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, d, length), got shape {tuple(u.shape)}")
     b, d, length = u.shape
+    if min(b, d, length) < 1:
+        raise ValueError(f"u must be non-empty, got shape {tuple(u.shape)}")
     if A.dim() != 2 or A.shape[0] != d:
         raise ValueError(f"A must be (d={d}, n), got shape {tuple(A.shape)}")
     n = A.shape[1]
@@ -147,9 +153,10 @@ def selective_scan_ref(
     decay = torch.exp(delta.unsqueeze(-1) * A.float()[None, :, None, :])  # (b, d, l, n)
     drive = (delta * u).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(1)  # (b, d, l, n)
     ys = []
-    for t in range(length):
-        h = decay[:, :, t] * h + drive[:, :, t]
-        ys.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
+    # unbind (not indexing) so that backward stays linear in length
+    for a_t, x_t, c_t in zip(decay.unbind(2), drive.unbind(2), C.unbind(2)):
+        h = a_t * h + x_t
+        ys.append(torch.einsum("bdn,bn->bd", h, c_t))
     y = torch.stack(ys, dim=-1)
     if D is not None:
         y = y + u * D.float()[None, :, None]
@@ -161,154 +168,177 @@ def selective_scan_ref(
 
 # ---------------------------------------------------------------------------------------
 # torch backend: chunked scan with block recomputation.
-# Inside a block, tensors live in a "time-chunk" layout (T, nc, b, k[, n]): position
-# p = c * T + t of the block sits at [t, c]. Slices [t] and [t, c] are contiguous, which
-# keeps the sequential loops cheap.
+# The autograd function takes position-major inputs (L, b, k). Inside a block, states live
+# in a "time-chunk" layout (T, nc, b, n, d): position p = c * T + t of the block sits at
+# [t, c]. Slices [t] and [t, c] are contiguous, which keeps the sequential loops cheap, and
+# d is the innermost axis, which keeps the broadcasts fast.
 # ---------------------------------------------------------------------------------------
 
 
 def _to_tc(x: torch.Tensor, T: int) -> torch.Tensor:
-    """(b, k, Lb) -> view (T, nc, b, k) with Lb = nc * T."""
-    b, k, lb = x.shape
-    return x.view(b, k, lb // T, T).permute(3, 2, 0, 1)
-
-
-def _from_tc(x: torch.Tensor) -> torch.Tensor:
-    """(T, nc, b, k) -> (b, k, nc * T), the inverse of ``_to_tc``."""
-    T, nc, b, k = x.shape
-    return x.permute(2, 3, 1, 0).reshape(b, k, nc * T)
+    """(Lb, b, k) position-major -> view (T, nc, b, k) with Lb = nc * T, k contiguous."""
+    lb, b, k = x.shape
+    return x.view(lb // T, T, b, k).transpose(0, 1)
 
 
 def _block_states(
     dtb: torch.Tensor,
     dub: torch.Tensor,
     Bb: torch.Tensor,
-    A: torch.Tensor,
+    At: torch.Tensor,
     h0: torch.Tensor,
     a: torch.Tensor,
     h: torch.Tensor,
     tmp: torch.Tensor,
 ) -> torch.Tensor:
-    """States of one block into ``h`` (T, nc, b, d, n), decays into ``a``; returns the end state.
+    """States of one block into ``h`` (T, nc, b, n, d), decays into ``a``; returns the end state.
 
-    dtb, dub: (T, nc, b, d) views of delta and delta*u; Bb: (T, nc, b, n); h0: (b, d, n) state
-    before the block; ``tmp`` is scratch of h's shape.
+    dtb, dub: (T, nc, b, d) views of delta and delta*u; Bb: (T, nc, b, n); At: A transposed,
+    (n, d); h0: (b, n, d) state before the block; ``tmp`` is scratch of h's shape. With one
+    chunk (nc == 1) this is a plain sequential loop started from h0.
     """
     T, nc = dtb.shape[:2]
-    torch.mul(dtb.unsqueeze(-1), A, out=a)
+    torch.mul(dtb.unsqueeze(-2), At, out=a)
     a.exp_()
-    torch.mul(dub.unsqueeze(-1), Bb.unsqueeze(3), out=h)
-    for t in range(1, T):  # local states, all chunks at once, zero initial state
+    torch.mul(dub.unsqueeze(-2), Bb.unsqueeze(-1), out=h)
+    if nc == 1:
+        h[0, 0].addcmul_(a[0, 0], h0)
+    for t in range(1, T):  # all chunks at once; zero initial state when nc > 1
         h[t].addcmul_(a[t], h[t - 1])
-    cum = torch.cumsum(dtb, dim=0)  # (T, nc, b, d), sum of delta within the chunk
-    chunk_decay = torch.exp(cum[-1].unsqueeze(-1) * A)  # (nc, b, d, n)
-    starts = torch.empty_like(chunk_decay)
+    if nc == 1:
+        return h[T - 1, 0].clone()
+    torch.cumprod(a, dim=0, out=tmp)  # decay from each chunk's start to t (products of a <= 1)
+    starts = torch.empty_like(h[0])
     state = h0
     for c in range(nc):  # carry the true state across chunks
         starts[c] = state
-        state = torch.addcmul(h[T - 1, c], chunk_decay[c], state)
-    torch.mul(cum.unsqueeze(-1), A, out=tmp)
-    tmp.exp_()
+        state = torch.addcmul(h[T - 1, c], tmp[T - 1, c], state)
     h.addcmul_(tmp, starts.unsqueeze(0))
     return state
 
 
+def _rowdot(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """sum_j x[..., i, j] * v[..., j] -> (..., i), as one batched matrix product."""
+    return torch.matmul(x, v.unsqueeze(-1)).squeeze(-1)
+
+
+def _coldot(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """sum_i x[..., i, j] * w[..., i] -> (..., j), as one batched matrix product."""
+    return torch.matmul(w.unsqueeze(-2), x).squeeze(-2)
+
+
 class _ChunkedScan(torch.autograd.Function):
-    """y_t = <C_t, h_t>, h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, in fp32, memory-bounded."""
+    """y_t = <C_t, h_t>, h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, in fp32, memory-bounded.
+
+    Inside, states are laid out (n, d) so that the broadcasts run along the long d axis.
+    """
 
     @staticmethod
     def forward(ctx, dt, u, A, B, C, T: int, block: int):  # noqa: D102 (autograd API)
-        b, d, L = u.shape
+        L, b, d = u.shape
         n = A.shape[1]
+        At = A.t().contiguous()
         du = dt * u
-        y = u.new_empty(b, d, L)
+        y = torch.empty_like(u)
         starts = []
-        state = u.new_zeros(b, d, n)
-        shape = (T, block // T, b, d, n)
+        state = u.new_zeros(b, n, d)
+        shape = (T, block // T, b, n, d)
         a, h, tmp = (u.new_empty(shape) for _ in range(3))
         for l0 in range(0, L, block):
             l1 = min(L, l0 + block)
             nc = (l1 - l0) // T
             ab, hb, tb = a[:, :nc], h[:, :nc], tmp[:, :nc]
             starts.append(state)
-            dtb, dub = _to_tc(dt[..., l0:l1], T), _to_tc(du[..., l0:l1], T)
-            Bb, Cb = _to_tc(B[..., l0:l1], T), _to_tc(C[..., l0:l1], T)
-            state = _block_states(dtb, dub, Bb, A, state, ab, hb, tb)
-            yb = torch.matmul(hb, Cb.unsqueeze(-1)).squeeze(-1)  # (T, nc, b, d)
-            y[..., l0:l1] = _from_tc(yb)
-        ctx.save_for_backward(dt, u, A, B, C, torch.stack(starts))
+            dtb, dub = _to_tc(dt[l0:l1], T), _to_tc(du[l0:l1], T)
+            Bb, Cb = _to_tc(B[l0:l1], T), _to_tc(C[l0:l1], T)
+            state = _block_states(dtb, dub, Bb, At, state, ab, hb, tb)
+            _to_tc(y[l0:l1], T).copy_(_coldot(hb, Cb))
+        ctx.save_for_backward(dt, u, At, B, C, torch.stack(starts))
         ctx.T, ctx.block = T, block
-        ctx.mark_non_differentiable(state)
-        return y, state
+        last = state.transpose(1, 2).contiguous()
+        ctx.mark_non_differentiable(last)
+        return y, last
 
     @staticmethod
-    def backward(ctx, gy, _gstate):  # noqa: D102 (autograd API)
-        dt, u, A, B, C, starts = ctx.saved_tensors
+    def backward(ctx, gy, _glast):  # noqa: D102 (autograd API)
+        dt, u, At, B, C, starts = ctx.saved_tensors
         T, block = ctx.T, ctx.block
-        b, d, L = u.shape
-        n = A.shape[1]
+        L, b, d = u.shape
+        n = At.shape[0]
         gy = gy.contiguous()
         du = dt * u
         g_dt, g_du = torch.empty_like(dt), torch.empty_like(dt)
         g_B, g_C = torch.empty_like(B), torch.empty_like(C)
-        g_A = torch.zeros_like(A)
-        carry = u.new_zeros(b, d, n)  # a_{l1} * dL/dh_{l1}, from the block after
-        shape = (T, block // T, b, d, n)
+        g_At = torch.zeros_like(At)
+        carry = u.new_zeros(b, n, d)  # a_{l1} * dL/dh_{l1}, from the block after
+        shape = (T, block // T, b, n, d)
         a, h, tmp, gh = (u.new_empty(shape) for _ in range(4))
-        n_blocks = starts.shape[0]
-        for i in reversed(range(n_blocks)):
+        for i in reversed(range(starts.shape[0])):
             l0 = i * block
             l1 = min(L, l0 + block)
             nc = (l1 - l0) // T
             ab, hb, tb, gb = a[:, :nc], h[:, :nc], tmp[:, :nc], gh[:, :nc]
-            dtb, dub = _to_tc(dt[..., l0:l1], T), _to_tc(du[..., l0:l1], T)
-            Bb, Cb = _to_tc(B[..., l0:l1], T), _to_tc(C[..., l0:l1], T)
-            gyb = _to_tc(gy[..., l0:l1], T)
+            dtb, dub = _to_tc(dt[l0:l1], T), _to_tc(du[l0:l1], T)
+            Bb, Cb = _to_tc(B[l0:l1], T), _to_tc(C[l0:l1], T)
+            gyb = _to_tc(gy[l0:l1], T)
             h0 = starts[i]
-            _block_states(dtb, dub, Bb, A, h0, ab, hb, tb)
+            _block_states(dtb, dub, Bb, At, h0, ab, hb, tb)
             # dL/dh_t = C_t gy_t + a_{t+1} dL/dh_{t+1}: a reverse scan, chunked like forward.
-            torch.mul(gyb.unsqueeze(-1), Cb.unsqueeze(3), out=gb)
+            torch.mul(gyb.unsqueeze(-2), Cb.unsqueeze(-1), out=gb)
+            if nc == 1:
+                gb[T - 1, 0].add_(carry)
             for t in range(T - 2, -1, -1):
                 gb[t].addcmul_(ab[t + 1], gb[t + 1])
-            cum = torch.cumsum(dtb, dim=0)
-            tail = cum[-1].unsqueeze(0) - cum  # sum of dt after t within the chunk, >= 0
-            ends = torch.empty(nc, b, d, n, dtype=u.dtype, device=u.device)
-            first_decay = torch.exp(tail[0].unsqueeze(-1) * A)  # (nc, b, d, n)
-            for c in range(nc - 1, -1, -1):
-                ends[c] = carry
-                first = torch.addcmul(gb[0, c], first_decay[c], carry)
-                carry = ab[0, c] * first
-            torch.mul(tail.unsqueeze(-1), A, out=tb)
-            tb.exp_()
-            gb.addcmul_(tb, ends.unsqueeze(0))
+            if nc > 1:
+                # tb[t] = prod of a after t up to the chunk's end: decay of the chunk-end carry.
+                tb[T - 1].fill_(1.0)
+                for t in range(T - 2, -1, -1):
+                    torch.mul(tb[t + 1], ab[t + 1], out=tb[t])
+                ends = torch.empty_like(hb[0])
+                for c in range(nc - 1, -1, -1):
+                    ends[c] = carry
+                    carry = ab[0, c] * torch.addcmul(gb[0, c], tb[0, c], carry)
+                gb.addcmul_(tb, ends.unsqueeze(0))
+            else:
+                carry = ab[0, 0] * gb[0, 0]
             # Gradients of the block's inputs.
-            g_C[..., l0:l1] = _from_tc(torch.einsum("tcbdn,tcbd->tcbn", hb, gyb))
-            g_B[..., l0:l1] = _from_tc(torch.einsum("tcbdn,tcbd->tcbn", gb, dub))
-            g_du[..., l0:l1] = _from_tc(torch.matmul(gb, Bb.unsqueeze(-1)).squeeze(-1))
+            _to_tc(g_C[l0:l1], T).copy_(_rowdot(hb, gyb))
+            _to_tc(g_B[l0:l1], T).copy_(_rowdot(gb, dub))
+            _to_tc(g_du[l0:l1], T).copy_(_coldot(gb, Bb))
             # dL/d(dt_t A) = dL/dh_t * a_t * h_{t-1}; h_{t-1} is h shifted by one position.
             torch.mul(ab[1:], hb[:-1], out=tb[1:])
             torch.mul(ab[0, 1:], hb[T - 1, :-1], out=tb[0, 1:])
             torch.mul(ab[0, 0], h0, out=tb[0, 0])
             tb.mul_(gb)
-            g_A += torch.einsum("tcbdn,tcbd->dn", tb, dtb)
-            g_dt[..., l0:l1] = _from_tc(tb.mul_(A).sum(-1))
+            torch.mul(tb, dtb.unsqueeze(-2), out=gb)  # gb is free now: reuse it as scratch
+            g_At += gb.sum(dim=(0, 1, 2))
+            _to_tc(g_dt[l0:l1], T).copy_(tb.mul_(At).sum(-2))
         g_dt += g_du * u
         g_u = g_du * dt
-        return g_dt, g_u, g_A, g_B, g_C, None, None
+        return g_dt, g_u, g_At.t(), g_B, g_C, None, None
 
 
 def _torch_layout(batch: int, d: int, n: int, length: int, device: torch.device,
                   chunk: int | None, block_elems: int | None) -> tuple[int, int]:
-    """Chunk length T and block length (a multiple of T) for the torch backend."""
+    """Chunk length T and block length (a multiple of T) for the torch backend.
+
+    Each step of the sequential loops touches ``nc * batch * d * n`` elements: with a wide
+    state (batch * d * n >= _WIDE) one chunk per block (nc = 1) is cheapest; with a narrow one
+    several chunks run side by side so that each step does enough work per call.
+    """
     kind = "cuda" if device.type == "cuda" else "cpu"
-    T = chunk if chunk is not None else _CHUNK[kind]
-    if T < 1:
-        raise ValueError(f"chunk must be >= 1, got {T}")
     budget = block_elems if block_elems is not None else _BLOCK_ELEMS[kind]
-    per_chunk = batch * d * n * T
-    n_chunks = max(1, budget // max(per_chunk, 1))
-    padded = -(-length // T) * T
-    return T, min(n_chunks * T, padded)
+    if budget < 1:
+        raise ValueError(f"block_elems must be >= 1, got {budget}")
+    width = batch * d * n
+    block = max(1, budget // width)
+    if chunk is None:
+        chunk = min(block, length) if width >= _WIDE[kind] else max(1, min(block, _CHUNK[kind]))
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    padded = -(-length // chunk) * chunk
+    block = max(chunk, block // chunk * chunk)
+    return chunk, min(block, padded)
 
 
 def selective_scan_torch(
@@ -330,6 +360,7 @@ def selective_scan_torch(
     ``chunk`` (steps per chunk) and ``block_elems`` (batch*d*n*positions per block) only
     trade speed for memory; results do not depend on them beyond float rounding.
     """
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     dtype_in = u.dtype
     b, d, length = u.shape
     n = A.shape[1]
@@ -338,16 +369,15 @@ def selective_scan_torch(
         dt = dt + delta_bias.float()[None, :, None]
     if delta_softplus:
         dt = F.softplus(dt)
-    uf, Bf, Cf = u.float(), B.float(), C.float()
     T, block = _torch_layout(b, d, n, length, u.device, chunk, block_elems)
     pad = -length % T
-    if pad:  # dt = 0 on padding: decay 1 and no input, so the state passes through unchanged
-        dt, uf, Bf, Cf = (F.pad(x, (0, pad)) for x in (dt, uf, Bf, Cf))
-    y, last = _ChunkedScan.apply(
-        dt.contiguous(), uf.contiguous(), A.float(), Bf.contiguous(), Cf.contiguous(), T, block
+    # Position-major (L, b, k) copies: the scan reads each position's slice contiguously.
+    # dt = 0 on padding: decay 1 and no input, so the state passes through unchanged.
+    dtL, uL, BL, CL = (
+        F.pad(x.float(), (0, pad)).permute(2, 0, 1).contiguous() for x in (dt, u, B, C)
     )
-    if pad:
-        y = y[..., :length]
+    yL, last = _ChunkedScan.apply(dtL, uL, A.float(), BL, CL, T, block)
+    y = yL.permute(1, 2, 0)[..., :length]
     if D is not None:
         y = y + u.float() * D.float()[None, :, None]
     if z is not None:

@@ -97,7 +97,7 @@ def ancestral_sample(
                 fresh = denoiser(z[rows], t, rows)
             fresh = filter_log_probs(fresh.float(), temperature, top_p)
             if rows.numel() == batch:
-                log_x = fresh
+                log_x = fresh.clone() if use_cache else fresh
             else:
                 if log_x is None:
                     log_x = fresh.new_zeros((batch, *fresh.shape[1:]))

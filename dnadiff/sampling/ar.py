@@ -14,7 +14,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from dnadiff.sampling.common import SampleOutput, check_sampling_args, draw_uniforms, filter_log_probs, sample_categorical
+from dnadiff.sampling.common import (
+    SampleOutput,
+    check_sampling_args,
+    draw_uniforms,
+    filter_log_probs,
+    sample_categorical,
+)
 from dnadiff.sampling.denoiser import DEFAULT_ALLOWED
 from dnadiff.tokenizer import Tokenizer
 

@@ -27,8 +27,6 @@ class Denoiser:
     change without z changing.
     """
 
-    passes_per_call = 1
-
     def __init__(
         self,
         model: nn.Module,

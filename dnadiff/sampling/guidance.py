@@ -10,7 +10,8 @@ Classifier-free guidance (a model trained with label dropout, ``n_classes > 0``;
 
 x_c = x_theta(z | c), x_u = x_theta(z | null). gamma = 0 is unconditional sampling, gamma = 1
 conditional sampling, gamma > 1 sharpens toward c (x_gamma ∝ x_u * (x_c / x_u)^gamma, the
-discrete analogue of p(x) p(c | x)^gamma). Each call runs the network twice (c and null).
+discrete analogue of p(x) p(c | x)^gamma). Each call runs the network twice (c and null), once
+when gamma is 0 (null only) or 1 (c only).
 
 Classifier-based guidance (any classifier ``f(input_ids) -> class logits``). The guided
 denoiser is x_gamma^l(v) ∝ x_theta^l(v) * p(c | z with z^l := v)^gamma, with the classifier
@@ -62,12 +63,12 @@ def cfg_log_probs(log_p_cond: torch.Tensor, log_p_uncond: torch.Tensor, gamma: f
 class ClassifierFreeGuidance:
     """CFG denoiser: mixes x_theta(z | c) and x_theta(z | null) with weight gamma (module doc)."""
 
-    passes_per_call = 2
-
     def __init__(self, base: Denoiser, target: torch.Tensor, gamma: float) -> None:
         n_classes = int(getattr(base.model, "n_classes", 0) or 0)
         if n_classes < 1:
-            raise ValueError("classifier-free guidance needs a class-conditional model (n_classes > 0), got n_classes=0")
+            raise ValueError(
+                "classifier-free guidance needs a class-conditional model (n_classes > 0), got n_classes=0"
+            )
         if target.dim() != 1:
             raise ValueError(f"target labels must be (batch,), got shape {tuple(target.shape)}")
         if int(target.min()) < 0 or int(target.max()) >= n_classes:
@@ -81,6 +82,10 @@ class ClassifierFreeGuidance:
     def __call__(self, z: torch.Tensor, t: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         target = self.target if rows is None else self.target[rows]
         null = self.null if rows is None else self.null[rows]
+        if self.gamma == 0:
+            return self.base.log_probs(z, t, null)
+        if self.gamma == 1:
+            return self.base.log_probs(z, t, target)
         log_u = self.base.log_probs(z, t, null)
         log_c = self.base.log_probs(z, t, target)
         return cfg_log_probs(log_c, log_u, self.gamma)
@@ -120,14 +125,17 @@ def onehot_gradient(
     """g = d log p(target | z) / d onehot(z), shape (B, L, vocab_size), through the token embedding(s).
 
     An embedding called on rc(z) contributes its gradient flipped along the sequence with
-    complemented token columns; any other input raises a ValueError.
+    complemented token columns; any other input raises a ValueError. z itself is recognised by
+    its storage, so an RC-palindromic z is not mistaken for rc(z).
     """
     comp = (tokenizer or Tokenizer()).complement_map.to(z.device)
     rc_z = comp[z.flip(-1)]
     with torch.enable_grad(), _OneHotEmbeddings(classifier, z.shape) as hooked:
         logits = classifier(z)
         if not hooked.calls:
-            raise ValueError("classifier guidance: the classifier has no nn.Embedding called on the (batch, length) input ids")
+            raise ValueError(
+                "classifier guidance: the classifier has no nn.Embedding called on the (batch, length) input ids"
+            )
         log_p = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.unsqueeze(-1)).sum()
         grads = torch.autograd.grad(log_p, [oh for _, oh in hooked.calls], allow_unused=True)
     total = torch.zeros((*z.shape, vocab_size), device=z.device)
@@ -135,7 +143,8 @@ def onehot_gradient(
         if grad is None:
             continue
         grad = grad[..., :vocab_size].float()
-        if torch.equal(ids, z):
+        same_storage = ids.data_ptr() == z.data_ptr()
+        if same_storage or (torch.equal(ids, z) and not torch.equal(ids, rc_z)):
             total += grad
         elif torch.equal(ids, rc_z):
             total += grad.flip(1)[..., comp[:vocab_size]]
@@ -146,8 +155,6 @@ def onehot_gradient(
 
 class ClassifierGuidance:
     """Classifier-based denoiser: log x_theta + gamma * d log p(c | z) / d onehot(z) (module doc)."""
-
-    passes_per_call = 2
 
     def __init__(self, base: Denoiser, classifier: nn.Module, target: torch.Tensor, gamma: float) -> None:
         if target.dim() != 1:

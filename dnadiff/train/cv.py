@@ -18,7 +18,6 @@ is on both sides of a split. Every model, baseline included, sees exactly the sa
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -135,8 +134,10 @@ def cv_splits(data: TaskData, n_folds: int, seeds: list[int], select_fraction: f
             if data.test_seqs is not None:
                 out.append(Split(seed, k, tr, ho, np.arange(len(data.test_seqs)), True))
                 continue
+            n_classes = len(np.unique(data.pool_labels[tr]))
+            n_select = max(n_classes, int(round(select_fraction * len(tr))))
             fit, sel = train_test_split(
-                tr, test_size=select_fraction, stratify=data.pool_labels[tr], random_state=seed * 1000 + k
+                tr, test_size=n_select, stratify=data.pool_labels[tr], random_state=seed * 1000 + k
             )
             out.append(Split(seed, k, np.sort(fit), np.sort(sel), ho, False))
     return out
@@ -189,12 +190,3 @@ def run_model_cv(
         bar.set_postfix(acc=f"{metrics['accuracy']:.3f}")
     return {"name": name, "folds": rows, **summarize(rows)}
 
-
-def clone_factory(template: nn.Module, build: Callable[[nn.Module, int], nn.Module]) -> ModelFactory:
-    """A factory that wraps a deep copy of ``template`` (e.g. a pretrained backbone) per split."""
-
-    def factory(seed: int, n_classes: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return build(copy.deepcopy(template), n_classes)
-
-    return factory

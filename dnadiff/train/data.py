@@ -9,6 +9,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from dnadiff.data.datamodule import GenomeDataModule
+from dnadiff.data.windows import collate_windows
 from dnadiff.train.stream import EvalNoiseDataset, StreamDataset, StreamSampler
 
 
@@ -44,7 +45,7 @@ class PretrainDataModule(L.LightningDataModule):
         start = self.trainer.global_step * self.accumulate if self.trainer is not None else 0
         sampler = StreamSampler(global_batch, self.max_steps * self.accumulate, rank, world, start)
         dataset = StreamDataset(self.windows.dataset("train"), self.seed, global_batch, self.t_min, self.antithetic)
-        return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=False,
+        return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=False, collate_fn=collate_windows,
                           num_workers=self.windows.num_workers, pin_memory=self.windows.pin_memory,
                           persistent_workers=self.windows.num_workers > 0)
 
@@ -56,7 +57,7 @@ class PretrainDataModule(L.LightningDataModule):
         rank, world = self._world()
         dataset = self.eval_dataset(split)
         shard = range(rank, len(dataset), world)  # every window once across processes, no padding
-        return DataLoader(dataset, batch_size=self.windows.eval_batch_size, sampler=shard,
+        return DataLoader(dataset, batch_size=self.windows.eval_batch_size, sampler=shard, collate_fn=collate_windows,
                           num_workers=self.windows.num_workers, pin_memory=self.windows.pin_memory)
 
     def val_dataloader(self) -> DataLoader:

@@ -106,7 +106,7 @@ def fit_select(
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             n += len(idx)
         proba = predict_proba(model, x_va, cfg.eval_batch_size, pad_id)
         val_acc = float((proba.argmax(1) == y_va.numpy()).mean())

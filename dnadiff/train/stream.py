@@ -49,7 +49,9 @@ class StreamSampler(Sampler[int]):
             yield from range(base + self.rank, base + self.global_batch_size, self.world_size)
 
     def __len__(self) -> int:
-        return (self.total_batches - self.start_batch) * (self.global_batch_size // self.world_size)
+        # The whole run is one epoch; its length counts the batches already consumed before a
+        # resume, because Lightning restores its batch counter and expects the epoch's full length.
+        return self.total_batches * (self.global_batch_size // self.world_size)
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
