@@ -320,6 +320,7 @@ def main() -> None:
         parser.error(f"--batches needs one value per length ({len(args.lengths)}), got {args.batches}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch")
+    load_at_start = os.getloadavg()[0]
     rows, reference = (bench_cuda if args.device == "cuda" else bench_cpu)(args)
     add_ratios(rows, reference)
     print_table(rows, reference)
@@ -339,7 +340,7 @@ def main() -> None:
         },
         "peak_memory": "RSS increase during the steps (CPU, per subprocess)" if args.device == "cpu"
         else "torch.cuda.max_memory_allocated minus model/data",
-        "machine": machine_info(args.device),
+        "machine": {**machine_info(args.device), "load_average_1m_at_start": load_at_start},
         "rows": rows,
     }
     out.write_text(json.dumps(result, indent=1))

@@ -12,7 +12,7 @@ Every case runs in a fresh subprocess, so its peak RSS (CPU) or peak allocated G
 its own and an out-of-memory ends one row, not the run. Ratios are against ``torch`` measured
 in the same run: ``x_torch = time(method) / time(torch)`` (> 1 means torch is faster).
 
-    python bench/scan.py                  # CPU -> bench/results/scan_cpu.json
+    python bench/scan.py --threads 1      # CPU -> bench/results/scan_cpu.json
     python bench/scan.py --device cuda    # GPU -> bench/results/scan_gpu.json
 """
 

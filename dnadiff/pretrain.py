@@ -91,7 +91,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
         last = out_dir / "last.ckpt"
         trainer.save_checkpoint(last)
-        val = trainer.validate(module, datamodule=data, verbose=False)[0]
+        val = trainer.validate(module, datamodule=data, verbose=False, weights_only=True)[0]
     elapsed = time.time() - start
     n_params = sum(p.numel() for p in module.model.parameters())
     summary = {

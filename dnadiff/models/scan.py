@@ -409,7 +409,7 @@ def selective_scan(
         raise ValueError(f"unknown scan backend {backend!r}; choose one of {BACKENDS}")
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     if backend == "auto":
-        backend = "cuda" if not _cuda_unavailable_reason(u) else "torch"
+        backend = "cuda" if u.is_cuda and not _cuda_unavailable_reason(u) else "torch"
     if backend == "cuda":
         why = _cuda_unavailable_reason(u)
         if why:
