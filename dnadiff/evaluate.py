@@ -33,7 +33,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     """Evaluate a checkpoint as configured; returns (and writes) the report."""
     from torch.utils.data import DataLoader
 
-    from dnadiff.data.datamodule import GenomeDataModule
+    from dnadiff.data.labelled import data_source
     from dnadiff.data.windows import collate_windows
     from dnadiff.objectives import build_objective
     from dnadiff.tokenizer import Tokenizer
@@ -48,7 +48,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     data_cfg = dict(cfg["data"])
     if data_cfg.get("seq_len") is None:
         data_cfg["seq_len"] = int(meta.get("config", {}).get("data", {}).get("seq_len", 1024))
-    windows = GenomeDataModule.from_config(data_cfg)
+    windows = data_source(data_cfg)
     objective = build_objective(meta["objective"], Tokenizer())
     device = pick_device(cfg["device"])
     model = load_model(ckpt, use_ema=cfg["use_ema"]).to(device)
@@ -72,7 +72,8 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         "objective": meta["objective"]["name"],
         "split": cfg["split"],
         "seq_len": data_cfg["seq_len"],
-        "fasta": str(windows.fasta),
+        "fasta": str(windows.fasta) if windows.fasta else None,
+        "task": getattr(windows, "task", None),
         "bed": str(windows.bed) if windows.bed else None,
         "ckpt": str(ckpt),
         "ema": bool(cfg["use_ema"]),

@@ -66,6 +66,14 @@ def build_trainer(cfg: dict[str, Any], out_dir: Path, callbacks: list | None = N
     )
 
 
+def conditional_model_config(cfg: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """Give the model one class embedding per label of a labelled data source (plus the null label)."""
+    n = cfg["model"].get("n_classes", 0)
+    if n not in (0, len(classes)):
+        raise ValueError(f"model.n_classes={n} but the data has {len(classes)} classes {classes}")
+    return {**cfg, "model": {**cfg["model"], "n_classes": len(classes)}}
+
+
 def run(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train as configured; returns the end summary (also written to ``out_dir/metrics.json``)."""
     import lightning as L
@@ -83,7 +91,9 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
                               cfg["trainer"]["max_steps"], cfg["trainer"]["accumulate_grad_batches"])
     data.windows.dataset("train")
     data.windows.dataset("valid")
-    module = LMModule(cfg)
+    if data.classes:
+        cfg = conditional_model_config(cfg, data.classes)
+    module = LMModule(cfg, data.classes)
     trainer = build_trainer(cfg, out_dir)
     start = time.time()
     with warnings.catch_warnings():
@@ -103,6 +113,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "val_bits_per_base": val["val/bits_per_base"],
         "val_ppl": val["val/ppl"],
         "val_windows": len(data.eval_dataset("valid")),
+        "classes": data.classes,
         "val_draws_per_window": cfg["eval"]["draws"],
         "is_bound": module.objective.is_bound,
         "seconds": round(elapsed, 1),

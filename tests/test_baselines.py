@@ -138,9 +138,10 @@ def test_mlm_loss_is_cross_entropy_on_selected_and_uses_no_global_rng(genome: Ge
     x = real_windows(genome, 3, 64, start=1_500_000)
     u = torch.rand(x.shape)
     obj = build_objective({"name": "mlm", "model_arch": "caduceus_ps"}, TOK)
+    batch = {"input_ids": x, "uniforms": u, "t": torch.rand(3)}
     state = torch.get_rng_state()
     with torch.no_grad():
-        out = obj.batch_loss(model, {"input_ids": x, "uniforms": u, "t": torch.rand(3)})
+        out = obj.batch_loss(model, batch)
     assert torch.equal(torch.get_rng_state(), state)
     z, selected = obj.corrupt(x, u)
     with torch.no_grad():
@@ -202,14 +203,14 @@ def exact_sedd_bound(model: nn.Module, x: torch.Tensor, sched: LogLinearSchedule
     t = torch.tensor(t_min + (1 - t_min) * (nodes + 1) / 2, dtype=torch.float64)
     w = torch.tensor(weights / 2, dtype=torch.float64)  # E over U[t_min, 1]
     total = torch.zeros((), dtype=torch.float64)
+    onehot = nn.functional.one_hot(torch.tensor([real.index(int(v)) for v in x]), K - 1).double()  # (L, K-1)
     n = x.shape[-1]
     for tj, wj in zip(t, w):
         alpha, dalpha = sched.alpha(tj), sched.dalpha(tj)
         c = alpha / (1 - alpha)
         sigma_dot = -dalpha / alpha
         s = torch.exp(out[..., real]) / (K - 1) * c  # (P, L, K-1)
-        r = torch.zeros_like(s)
-        r.scatter_(-1, torch.tensor([real.index(int(v)) for v in x])[None, :, None].expand(len(z), -1, 1), c)
+        r = c * onehot.expand_as(s)
         kr = torch.where(r > 0, r * (torch.log(r.clamp_min(1e-300)) - 1), torch.zeros_like(r))
         dse = (s - r * torch.log(s) + kr).sum(-1)  # (P, L)
         per_pattern = sigma_dot * (dse * patterns).sum(-1)

@@ -302,3 +302,22 @@ def test_bad_names_keys_and_inputs():
     cond_model = build_model("mamba", n_classes=2, **TINY)
     with pytest.raises(ValueError, match=r"class label 3"):
         cond_model(torch.tensor([[7, 8]]), torch.tensor([3]))
+
+
+def test_time_conditioning_is_optional_keeps_ps_equivariance_and_changes_output() -> None:
+    """A time-conditioned PS model depends on t, stays exactly RC-equivariant, and demands t."""
+    torch.manual_seed(0)
+    model = build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref", time_conditioning=True)
+    assert model.time_conditioned
+    x = torch.randint(7, 11, (2, 24))
+    t = torch.tensor([0.1, 0.9])
+    logits = model(x, t=t)
+    rc_logits = model(model.reverse_complement(x), t=t)
+    torch.testing.assert_close(rc_logits, logits.flip(1)[..., model.complement_map[:12]], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(model(x, t=torch.tensor([0.5, 0.5])), logits)
+    with pytest.raises(ValueError, match="time-conditioned"):
+        model(x)
+    plain = build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref")
+    assert not plain.time_conditioned
+    with pytest.raises(ValueError, match="time_conditioning=false"):
+        plain(x, t=t)

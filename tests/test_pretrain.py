@@ -20,10 +20,10 @@ CONFIGS = Path(dnadiff.__file__).resolve().parent / "configs"
 REPO = Path(dnadiff.__file__).resolve().parents[1]
 
 
-def make_cfg(out_dir: Path, fasta: Path, *overrides: str) -> dict:
+def make_cfg(out_dir: Path, fasta: Path | None, *overrides: str) -> dict:
     """The resolved pretrain config with test-sized overrides, as pretrain.run receives it."""
     base = [
-        f"out_dir={out_dir}", f"data.fasta={fasta}", "data.seq_len=128", "data.batch_size=8",
+        f"out_dir={out_dir}", *([f"data.fasta={fasta}"] if fasta else []), "data.seq_len=128", "data.batch_size=8",
         "data.max_eval_windows=24", "data.eval_batch_size=24", "model.d_model=32", "model.n_layer=2",
         "model.scan_backend=torch", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
         "eval.draws=2",
@@ -169,7 +169,8 @@ def test_cli_help_lists_config_groups(tmp_path: Path) -> None:
 def test_cli_pretrain_then_evaluate(tmp_path: Path, hg38_fasta_gz: Path) -> None:
     res = _cli("dnadiff.pretrain", f"out_dir={tmp_path}/run", "trainer.max_steps=4", "trainer.val_check_interval=4",
                "trainer.checkpoint_every=4", "data.seq_len=64", "data.batch_size=4", "data.max_eval_windows=8",
-               "model.d_model=16", "model.n_layer=1", "trainer.enable_progress_bar=false", cwd=tmp_path)
+               "model.d_model=16", "model.n_layer=1", "model.time_conditioning=true", "trainer.enable_progress_bar=false",
+               cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "bits/base" in res.stdout and (tmp_path / "run" / "last.ckpt").is_file()
     out = tmp_path / "eval.json"

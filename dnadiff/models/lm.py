@@ -17,6 +17,10 @@ One class serves every arch (``model_config.ARCHS``):
 Class conditioning (``n_classes > 0``): a learned embedding of the label, index n_classes being
 the null label (used when ``cond`` is None), is added to the token embedding; for PS it is
 added to E(x) and E(rc(x)) alike before the RCPS flip, which keeps exact equivariance.
+Time conditioning (``time_conditioning: true``, optional: MDLM found it makes little difference,
+and without it samplers can cache x_theta): sinusoidal features of the diffusion time t in [0, 1]
+through a 2-layer MLP, added to the token embedding like the class vector (so PS stays exactly
+equivariant); such a model must be called with ``t`` (batch,).
 The embedding and head are padded to a multiple of ``pad_vocab_multiple``; logits are sliced
 back to the real vocabulary.
 """
@@ -35,6 +39,21 @@ from dnadiff.models.model_config import validate_config
 from dnadiff.tokenizer import Tokenizer
 
 InferenceState = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class TimeEmbedding(nn.Module):
+    """t (batch,) -> (batch, 1, d): sinusoidal features at geometric frequencies, then an MLP."""
+
+    def __init__(self, d: int, max_period: float = 10_000.0) -> None:
+        super().__init__()
+        half = d // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * half, d), nn.SiLU(), nn.Linear(d, d))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t.float()[:, None] * self.freqs[None] * 1000.0
+        return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1)).unsqueeze(1)
 
 
 class DNALM(nn.Module):
@@ -61,6 +80,8 @@ class DNALM(nn.Module):
 
         self.embedding = nn.Embedding(self.padded_vocab_size, d)
         self.class_embedding = nn.Embedding(self.n_classes + 1, d) if self.n_classes > 0 else None
+        self.time_conditioned: bool = cfg["time_conditioning"]
+        self.time_embedding = TimeEmbedding(d) if self.time_conditioned else None
         ssm = ssm_kwargs(cfg, d)
         blocks = []
         for _ in range(cfg["n_layer"]):
@@ -145,8 +166,24 @@ class DNALM(nn.Module):
         """rc(x) = complement(flip(x)) on (batch, length) ids."""
         return self.complement_map[input_ids.flip(-1)]
 
-    def _embed(self, input_ids: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    def _time_vector(self, t: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """(batch, 1, d) time embedding for time-conditioned models, else None."""
+        if self.time_embedding is None:
+            if t is not None:
+                raise ValueError("t was given but this model has time_conditioning=false")
+            return None
+        if t is None:
+            raise ValueError("this model is time-conditioned (time_conditioning=true): pass t of shape (batch,)")
+        t = t.reshape(-1) if t.numel() == batch else t
+        if t.shape != (batch,):
+            raise ValueError(f"t must have shape ({batch},), got {tuple(t.shape)}")
+        return self.time_embedding(t)
+
+    def _embed(self, input_ids: torch.Tensor, cond: torch.Tensor | None, t: torch.Tensor | None = None) -> torch.Tensor:
         c = self._class_vector(cond, input_ids.shape[0], input_ids.device)
+        tv = self._time_vector(t, input_ids.shape[0])
+        if tv is not None:
+            c = tv if c is None else c + tv
         h = self.embedding(input_ids).float()
         if c is not None:
             h = h + c
@@ -158,14 +195,16 @@ class DNALM(nn.Module):
         return torch.cat([h, flip_seq_channels(h_rc)], dim=-1)
 
     # ------------------------------------------------------------------ forward
-    def hidden_states(self, input_ids: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, input_ids: torch.Tensor, cond: torch.Tensor | None = None, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(batch, length, d_hidden) after the final norm.
 
         For Caduceus-PS (d_hidden = 2 * d_model) hidden(rc(x)) = flip over sequence and channels
         of hidden(x); pool RC-invariantly with ``dnadiff.models.rc_invariant_pool``.
         """
         self._check_ids(input_ids, 2)
-        h = self._embed(input_ids, cond)
+        h = self._embed(input_ids, cond, t)
         for block in self.blocks:
             h = block(h)
         return self.norm_f(h)
@@ -179,21 +218,25 @@ class DNALM(nn.Module):
             logits = F.linear(h, w)
         return logits[..., : self.vocab_size].float()
 
-    def forward(self, input_ids: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, cond: torch.Tensor | None = None, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits (batch, length, vocab_size); conjoined over x and rc(x) when config ``conjoin``."""
         if self._config["conjoin"]:
-            return self.conjoined_logits(input_ids, cond)
-        return self._head(self.hidden_states(input_ids, cond))
+            return self.conjoined_logits(input_ids, cond, t)
+        return self._head(self.hidden_states(input_ids, cond, t))
 
-    def conjoined_logits(self, input_ids: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def conjoined_logits(
+        self, input_ids: torch.Tensor, cond: torch.Tensor | None = None, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Post-hoc conjoining: (logits(x) + flip_seq(logits(rc(x)))[..., comp]) / 2, RC-invariant.
 
         With this, logits(rc(x)) = flip_seq(logits(x))[..., comp] holds exactly, as for PS.
         """
         if self.causal:
             raise ValueError("conjoining needs a bidirectional model; this one is causal (arch='mamba')")
-        fwd = self._head(self.hidden_states(input_ids, cond))
-        rev = self._head(self.hidden_states(self.reverse_complement(input_ids), cond))
+        fwd = self._head(self.hidden_states(input_ids, cond, t))
+        rev = self._head(self.hidden_states(self.reverse_complement(input_ids), cond, t))
         comp = self.complement_map[: self.vocab_size]
         return 0.5 * (fwd + rev.flip(1)[..., comp])
 

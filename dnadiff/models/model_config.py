@@ -48,11 +48,12 @@ DEFAULTS: dict[str, Any] = {
     "rcps": None,
     "weight_tie": True,
     "conjoin": False,
+    "time_conditioning": False,
 }
 
 _POSITIVE_INTS = ("d_model", "n_layer", "d_state", "d_conv", "pad_vocab_multiple")
 _POSITIVE_FLOATS = ("dt_min", "dt_max", "dt_init_floor", "norm_eps", "initializer_range", "expand")
-_BOOLS = ("bias", "conv_bias", "tie_embeddings", "weight_tie", "conjoin")
+_BOOLS = ("bias", "conv_bias", "tie_embeddings", "weight_tie", "conjoin", "time_conditioning")
 
 
 def _to_dict(config: Mapping) -> dict:

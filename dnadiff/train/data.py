@@ -1,4 +1,4 @@
-"""Pretraining data: genome windows served through the deterministic training stream."""
+"""Pretraining data: genome windows (or labelled sequences) served through the deterministic training stream."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from dnadiff.data.datamodule import GenomeDataModule
+from dnadiff.data.labelled import data_source
 from dnadiff.data.windows import collate_windows
 from dnadiff.train.stream import EvalNoiseDataset, StreamDataset, StreamSampler
 
@@ -23,7 +23,8 @@ class PretrainDataModule(L.LightningDataModule):
     def __init__(self, data_cfg: Mapping[str, Any], seed: int, objective_cfg: Mapping[str, Any],
                  eval_cfg: Mapping[str, Any], max_steps: int, accumulate: int = 1) -> None:
         super().__init__()
-        self.windows = GenomeDataModule.from_config(data_cfg)
+        self.windows = data_source(data_cfg)
+        self.classes: list[str] = list(getattr(self.windows, "classes", []))
         self.seed = int(seed)
         self.t_min = float(objective_cfg.get("t_min", 1e-3))
         self.antithetic = bool(objective_cfg.get("antithetic", True))
