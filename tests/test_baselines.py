@@ -302,8 +302,8 @@ def test_every_objective_lowers_its_validation_figure_on_real_windows(
     from dnadiff.pretrain import run
 
     torch.set_num_threads(1)
-    cfg = make_cfg(tmp_path, hg38_fasta, f"objective={objective}", f"model={model}", "trainer.max_steps=60",
-                   "trainer.val_check_interval=60", "trainer.checkpoint_every=60", "optim.warmup_steps=10")
+    cfg = make_cfg(tmp_path, hg38_fasta, f"objective={objective}", f"model={model}", "trainer.max_steps=40",
+                   "trainer.val_check_interval=40", "trainer.checkpoint_every=40", "optim.warmup_steps=10")
     before = _initial_figure(cfg)
     after = run(cfg)["val_nats_per_token"]
     print(f"{objective} on {model}: validation {before:.4f} -> {after:.4f} nats/token "

@@ -210,3 +210,21 @@ def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path: Path, hg
     one_val = json.loads((tmp_path / "single" / "metrics.json").read_text())
     assert ddp_val["val_windows"] == one_val["val_windows"]
     assert ddp_val["val_nats_per_token"] == pytest.approx(one_val["val_nats_per_token"], rel=1e-4)
+
+
+def test_interrupted_checkpoint_write_leaves_previous_file_intact(tmp_path: Path, monkeypatch) -> None:
+    from dnadiff.train import checkpoint
+
+    path = tmp_path / "last.ckpt"
+    checkpoint.atomic_torch_save({"step": 1}, path)
+
+    def crash(obj, fh) -> None:
+        fh.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.atomic_torch_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]

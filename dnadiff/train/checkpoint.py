@@ -12,9 +12,9 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 import torch.nn as nn
@@ -34,36 +34,30 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, not dnadiff's, or made for another vocabulary."""
 
 
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+def _atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    _atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to ``path`` atomically."""
+    _atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
@@ -185,21 +179,13 @@ def load_model(path: str | os.PathLike, use_ema: bool = True, map_location: Any 
 
 def export_model(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True) -> Path:
     """Write ``model.safetensors`` + ``config.json`` from a training checkpoint; returns the folder."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     ckpt = safe_load(ckpt_path)
     meta = check_metadata(ckpt.get(META_KEY), str(ckpt_path))
     state = {k: v.contiguous() for k, v in model_state(ckpt, use_ema).items()}
     _build(meta, state, str(ckpt_path))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=out)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "pt"})
-        os.replace(tmp, out / EXPORT_WEIGHTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(save(state, metadata={"format": "pt"}), out / EXPORT_WEIGHTS)
     atomic_write_bytes(json.dumps({**meta, "exported_from": str(ckpt_path), "ema": use_ema}, indent=1).encode(), out / EXPORT_CONFIG)
     return out
