@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,13 @@ def hg38_fasta_gz(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer() -> Tokenizer:
     return Tokenizer()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread: the test models are tiny, and on a busy 2-core machine two OpenMP threads
+    per process (or per DDP rank) spin-wait on each other and run many times slower."""
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)
