@@ -112,7 +112,8 @@ def machine() -> dict:
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                platform.processor())
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "torch": torch.__version__}
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "load_avg_1min": os.getloadavg()[0], "torch": torch.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info

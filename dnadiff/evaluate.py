@@ -63,11 +63,14 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         out = objective.eval_batch(model, batch)
         nll_sum += float(out.nll_sum)
         n_tokens += float(out.n_tokens)
+    figures = (likelihood_report(nll_sum, n_tokens) if objective.likelihood
+               else {"masked_token_ce_nats": nll_sum / max(n_tokens, 1.0)})
     report = {
-        **likelihood_report(nll_sum, n_tokens),
+        **figures,
+        "likelihood": bool(objective.likelihood),
         "n_tokens": int(n_tokens),
         "n_windows": len(dataset),
-        "draws_per_window": int(cfg["eval"]["draws"]) if objective.is_bound else 1,
+        "draws_per_window": int(cfg["eval"]["draws"]) if objective.is_bound or not objective.likelihood else 1,
         "is_bound": bool(objective.is_bound),
         "objective": meta["objective"]["name"],
         "split": cfg["split"],
@@ -81,9 +84,10 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     out_path = Path(cfg["out"]) if cfg.get("out") else (ckpt if ckpt.is_dir() else ckpt.parent) / f"eval_{cfg['split']}.json"
     atomic_write_bytes(json.dumps(report, indent=1).encode(), out_path)
     bound = "<= " if report["is_bound"] else ""
+    figure = (f"{bound}{report['bits_per_base']:.4f} bits/base, PPL {bound}{report['ppl']:.4f}" if objective.likelihood
+              else f"masked-token CE {report['masked_token_ce_nats']:.4f} nats (not a likelihood)")
     print(json.dumps(report, indent=1))
-    print(f"{report['objective']} on {report['n_windows']} {cfg['split']} windows: {bound}{report['bits_per_base']:.4f} "
-          f"bits/base, PPL {bound}{report['ppl']:.4f} -> {out_path}")
+    print(f"{report['objective']} on {report['n_windows']} {cfg['split']} windows: {figure} -> {out_path}")
     return report
 
 

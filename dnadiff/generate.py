@@ -107,18 +107,20 @@ class Generator:
         self.device = resolve_device(cfg["device"])
         self.meta = read_metadata(cfg["ckpt"])
         self.objective = str(self.meta["objective"].get("name", "mdlm"))
-        if self.objective not in ("mdlm", "ar"):
+        # SEDD's absorbing scores normalised over the real tokens are exactly a SUBS x_theta, so
+        # its checkpoints sample with the MDLM samplers.
+        if self.objective not in ("mdlm", "sedd", "ar"):
             raise ValueError(
-                f"cannot sample from a {self.objective!r} checkpoint: dnadiff.generate samples mdlm and ar models"
+                f"cannot sample from a {self.objective!r} checkpoint: dnadiff.generate samples mdlm, sedd and ar models"
             )
         self.model = load_model(cfg["ckpt"]).to(self.device).eval()
         self.allowed = allowed_ids(cfg["tokens"], self.tok)
         self.template, self.note = template_from_config(cfg, self.tok)
         if self.template is not None and self.objective == "ar":
-            raise ValueError("infilling needs an MDLM checkpoint; this one is autoregressive")
+            raise ValueError("infilling needs a diffusion (mdlm or sedd) checkpoint; this one is autoregressive")
         self.length = self._length()
         self.schedule = None
-        if self.objective == "mdlm":
+        if self.objective != "ar":
             self.schedule = build_schedule(self.meta["objective"].get("schedule", "loglinear"),
                                            float(self.meta["objective"].get("eps", 1e-3)))
         self.target, self.classifier, self.guidance_note = self._guidance()
@@ -138,8 +140,8 @@ class Generator:
         name = g.get("class")
         if name is None:
             return None, None, "none"
-        if self.objective != "mdlm":
-            raise ValueError("guidance needs an MDLM checkpoint")
+        if self.objective == "ar":
+            raise ValueError("guidance needs a diffusion (mdlm or sedd) checkpoint; this one is autoregressive")
         classifier = None
         if g.get("classifier"):
             classifier, classes = load_classifier(g["classifier"], self.device)

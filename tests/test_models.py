@@ -233,11 +233,13 @@ def test_build_every_config(name):
     assert model.rc_equivariant == (model.config["arch"] == "caduceus_ps")
 
 
-@pytest.mark.parametrize("name", ["caduceus_ps_hg38", "caduceus_ph_hg38"])
-def test_hg38_size_matches_caduceus_1k_checkpoint(name):
-    """kuleshov-group/caduceus-{ps,ph}_seqlen-1k_d_model-256_n_layer-4 has 1,934,592 parameters."""
+@pytest.mark.parametrize(
+    ("name", "params"), [("caduceus_ps_hg38", 470_702), ("caduceus_ph_hg38", 470_702), ("mamba_hg38", 468_608)]
+)
+def test_hg38_sizes_match_the_published_470k_models(name, params):
+    """MDLM Table 6 / Caduceus Table 1 sizes: Caduceus d_model 118 x 4 layers (470k), Mamba 128 x 4 (468k)."""
     model = build_model(name)
-    assert sum(p.numel() for p in model.parameters()) == 1_934_592
+    assert sum(p.numel() for p in model.parameters()) == params
 
 
 @pytest.mark.parametrize("name", ["mamba", "bimamba", "caduceus_ph", "caduceus_ps"])

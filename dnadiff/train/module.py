@@ -62,6 +62,10 @@ class LMModule(L.LightningModule):
         totals = torch.stack(self._val_sums).sum(0)
         self._val_sums.clear()
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        if not self.objective.likelihood:
+            ce = float(totals[0]) / max(float(totals[1]), 1.0)
+            self.log("val/masked_token_ce", ce, prog_bar=True, sync_dist=False)
+            return
         report = likelihood_report(float(totals[0]), float(totals[1]))
         self.log("val/nats_per_token", report["nats_per_token"], sync_dist=False)
         self.log("val/bits_per_base", report["bits_per_base"], prog_bar=True, sync_dist=False)
