@@ -11,6 +11,7 @@ reported per token (nats/token), and, for evaluation, the discrete-time T-step b
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -104,8 +105,12 @@ def call_model(model: nn.Module, z: torch.Tensor, cond: torch.Tensor | None, t: 
     return model(z, cond=cond)
 
 
-class MDLM:
-    """The MDLM objective: continuous-time NELBO for training, discrete-time L_T for evaluation."""
+class MaskedDiffusion(ABC):
+    """Absorbing-state diffusion objectives on the schedule's NELBO weight: what MDLM and SEDD share.
+
+    Subclasses define ``position_loss(logits, x, z_t)``, the per-position term at masked positions
+    (0 elsewhere); the continuous-time objective weights it by -alpha'_t / (1 - alpha_t).
+    """
 
     likelihood = True
     is_bound = True
@@ -124,6 +129,10 @@ class MDLM:
         self.t_min = float(t_min)
         self.antithetic = bool(antithetic)
 
+    @abstractmethod
+    def position_loss(self, logits: torch.Tensor, x: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
+        """Per-position loss term (batch, length), exactly 0 where z_t is not masked."""
+
     def _weighted(
         self,
         model: nn.Module,
@@ -137,8 +146,7 @@ class MDLM:
         maskable = x != self.pad_id
         z_t = forward_mask(x, self.schedule.alpha(t), self.mask_id, uniforms, maskable, generator)
         logits = call_model(model, z_t, cond, t)
-        nll = masked_nll(logits, x, z_t, self.mask_id)
-        per_seq = (nll * weight.unsqueeze(-1)).sum(-1)
+        per_seq = (self.position_loss(logits, x, z_t) * weight.unsqueeze(-1)).sum(-1)
         n_tokens = maskable.sum()
         nll_sum = per_seq.sum()
         return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
@@ -156,6 +164,30 @@ class MDLM:
         if t is None:
             t = sample_times(x.shape[0], self.t_min, generator, x.device, self.antithetic)
         return self._weighted(model, x, t, self.schedule.weight(t), cond, uniforms, generator)
+
+    def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
+        """Training loss on a stream batch, which carries its own noise (``t`` and ``uniforms``)."""
+        return self.loss(model, batch["input_ids"], batch.get("cond"), t=batch["t"], uniforms=batch["uniforms"])
+
+    def eval_batch(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
+        """NELBO on an evaluation batch, averaged over its fixed draws of (t, z_t) per window."""
+        t_all, u_all = batch["t"], batch["uniforms"]
+        outs = [
+            self.loss(model, batch["input_ids"], batch.get("cond"), t=t_all[:, k], uniforms=u_all[:, k])
+            for k in range(t_all.shape[1])
+        ]
+        nll_sum = torch.stack([o.nll_sum for o in outs]).mean()
+        per_seq = torch.stack([o.per_sequence for o in outs]).mean(0)
+        n_tokens = outs[0].n_tokens
+        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+
+
+class MDLM(MaskedDiffusion):
+    """The MDLM objective: continuous-time NELBO for training, discrete-time L_T for evaluation."""
+
+    def position_loss(self, logits: torch.Tensor, x: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
+        """-log x_theta(z_t)[x] under SUBS at masked positions."""
+        return masked_nll(logits, x, z_t, self.mask_id)
 
     def discrete_loss(
         self,
@@ -180,19 +212,3 @@ class MDLM:
         a_t, a_s = self.schedule.alpha(t), self.schedule.alpha(s)
         weight = num_steps * (a_s - a_t) / (1.0 - a_t)
         return self._weighted(model, x, t, weight, cond, None, generator)
-
-    def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
-        """Training loss on a stream batch, which carries its own noise (``t`` and ``uniforms``)."""
-        return self.loss(model, batch["input_ids"], batch.get("cond"), t=batch["t"], uniforms=batch["uniforms"])
-
-    def eval_batch(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
-        """NELBO on an evaluation batch, averaged over its fixed draws of (t, z_t) per window."""
-        t_all, u_all = batch["t"], batch["uniforms"]
-        outs = [
-            self.loss(model, batch["input_ids"], batch.get("cond"), t=t_all[:, k], uniforms=u_all[:, k])
-            for k in range(t_all.shape[1])
-        ]
-        nll_sum = torch.stack([o.nll_sum for o in outs]).mean()
-        per_seq = torch.stack([o.per_sequence for o in outs]).mean(0)
-        n_tokens = outs[0].n_tokens
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)

@@ -32,10 +32,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 
-from dnadiff.objectives.mdlm import LossOutput, call_model, forward_mask, sample_times
-from dnadiff.objectives.schedules import NoiseSchedule
+from dnadiff.objectives.mdlm import MaskedDiffusion
 
 
 def score_entropy(logits: torch.Tensor, x: torch.Tensor, z_t: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -53,58 +51,9 @@ def score_entropy(logits: torch.Tensor, x: torch.Tensor, z_t: torch.Tensor, mask
     return torch.where(z_t == mask_id, term, torch.zeros_like(term))
 
 
-class SEDD:
+class SEDD(MaskedDiffusion):
     """Absorbing score entropy (continuous-time NELBO, nats/token) on MDLM's noise schedules."""
 
-    likelihood = True
-    is_bound = True
-
-    def __init__(
-        self,
-        schedule: NoiseSchedule,
-        mask_id: int,
-        pad_id: int,
-        t_min: float = 1e-3,
-        antithetic: bool = True,
-    ) -> None:
-        self.schedule = schedule
-        self.mask_id = int(mask_id)
-        self.pad_id = int(pad_id)
-        self.t_min = float(t_min)
-        self.antithetic = bool(antithetic)
-
-    def loss(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        cond: torch.Tensor | None = None,
-        t: torch.Tensor | None = None,
-        uniforms: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> LossOutput:
-        """One-sample estimate of L_DSE at times t (drawn antithetically when not given)."""
-        if t is None:
-            t = sample_times(x.shape[0], self.t_min, generator, x.device, self.antithetic)
-        maskable = x != self.pad_id
-        z_t = forward_mask(x, self.schedule.alpha(t), self.mask_id, uniforms, maskable, generator)
-        logits = call_model(model, z_t, cond, t)
-        per_seq = (score_entropy(logits, x, z_t, self.mask_id) * self.schedule.weight(t).unsqueeze(-1)).sum(-1)
-        n_tokens = maskable.sum()
-        nll_sum = per_seq.sum()
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
-
-    def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
-        """Training loss on a stream batch, using its own noise (``t`` and ``uniforms``)."""
-        return self.loss(model, batch["input_ids"], batch.get("cond"), t=batch["t"], uniforms=batch["uniforms"])
-
-    def eval_batch(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
-        """L_DSE on an evaluation batch, averaged over its fixed (t, z_t) draws per window."""
-        t_all, u_all = batch["t"], batch["uniforms"]
-        outs = [
-            self.loss(model, batch["input_ids"], batch.get("cond"), t=t_all[:, k], uniforms=u_all[:, k])
-            for k in range(t_all.shape[1])
-        ]
-        nll_sum = torch.stack([o.nll_sum for o in outs]).mean()
-        per_seq = torch.stack([o.per_sequence for o in outs]).mean(0)
-        n_tokens = outs[0].n_tokens
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+    def position_loss(self, logits: torch.Tensor, x: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
+        """The denoising score-entropy term of each masked position (see the module doc)."""
+        return score_entropy(logits, x, z_t, self.mask_id)
