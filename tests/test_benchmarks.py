@@ -104,6 +104,8 @@ def test_missing_data_errors(tmp_path: Path, gb_root: Path, monkeypatch: pytest.
     with pytest.raises(ValueError, match="unknown split 'valid'"):
         load_task("enhancers", gb_root, "valid")
     monkeypatch.setattr(benchmarks, "CACHE_PATH", tmp_path / "cache")
+    assert load_task("enhancers", None, "test")[2] == ["negative", "positive"], "falls back to the shared copy"
+    monkeypatch.setattr(benchmarks, "shared_data_dir", lambda: None)
     monkeypatch.setitem(sys.modules, "genomic_benchmarks", None)
     monkeypatch.setitem(sys.modules, "genomic_benchmarks.loc2seq", None)
     with pytest.raises(BenchmarkDataError, match=r"not in the cache .*package is not installed.*data.root=PATH"):

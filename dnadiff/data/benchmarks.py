@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dnadiff.resources import shared_data_dir
 from dnadiff.tokenizer import Tokenizer
 
 CACHE_PATH = Path.home() / ".genomic_benchmarks"
@@ -115,7 +116,8 @@ def _how_to_get(task: str) -> str:
 
 
 def _task_dir(task: str, root: str | os.PathLike | None, download: bool = True) -> Path:
-    """The folder of a task, downloading into the package cache when root is None."""
+    """The folder of a task. With root None: the package cache, else the shared real-data folder
+    (``dnadiff.resources.shared_data_dir``) when it holds the task, else a download into the cache."""
     base = CACHE_PATH if root is None else Path(root)
     task_dir = base / task
     if task_dir.is_dir():
@@ -124,6 +126,9 @@ def _task_dir(task: str, root: str | os.PathLike | None, download: bool = True) 
         present = list_tasks(base) if base.is_dir() else []
         where = f"tasks there: {', '.join(present) or 'none'}" if base.is_dir() else "the folder does not exist"
         raise BenchmarkDataError(f"task {task!r} not found under {base} ({where}); {_how_to_get(task)}")
+    shared = shared_data_dir()
+    if shared is not None and (shared / "genomic_benchmarks" / task).is_dir():
+        return shared / "genomic_benchmarks" / task
     if download:
         try:
             from genomic_benchmarks.loc2seq import download_dataset
