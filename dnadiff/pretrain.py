@@ -100,7 +100,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message=".*(does not have many workers|not resumable|mid-epoch).*")
         trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
         last = out_dir / "last.ckpt"
-        trainer.save_checkpoint(last)
+        trainer.save_checkpoint(last, weights_only=False)  # a full checkpoint: optimiser, schedulers, loops
         val = trainer.validate(module, datamodule=data, verbose=False, weights_only=True)[0]
     elapsed = time.time() - start
     n_params = sum(p.numel() for p in module.model.parameters())
