@@ -17,7 +17,7 @@ import torch.nn as nn
 import dnadiff
 from dnadiff.data.genome import Genome
 from dnadiff.objectives.mdlm import MDLM, forward_mask, masked_nll, sample_times, subs_log_probs
-from dnadiff.objectives.schedules import CosineSchedule, LogLinearSchedule, NoiseSchedule, build_schedule
+from dnadiff.objectives.schedules import LogLinearSchedule, NoiseSchedule, build_schedule
 from dnadiff.tokenizer import Tokenizer
 
 TOK = Tokenizer()

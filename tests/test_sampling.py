@@ -40,15 +40,6 @@ ACGT = list(TOK.nucleotide_ids)
 SCHED = build_schedule("loglinear")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are overhead-bound: one intra-op thread avoids oversubscribing shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class FixedCategorical(nn.Module):
     """A 'network' whose x_theta is a fixed per-position categorical over A, C, G, T, whatever z is."""
 
