@@ -153,24 +153,24 @@ def test_auto_on_cpu_uses_torch_and_bad_inputs_are_named() -> None:
     assert available_backends()[-2:] == ["torch", "ref"]
 
 
-@pytest.mark.skipif(not HAS_CUDA_SCAN, reason="needs a CUDA GPU and mamba-ssm (pip install dnadiff[cuda])")
-@pytest.mark.parametrize("softplus,length", [(True, 37), (False, 300), (True, 2048)])
-def test_cuda_backend_matches_ref(softplus, length) -> None:
+NEEDS_CUDA_SCAN = pytest.mark.skipif(not HAS_CUDA_SCAN, reason="needs a CUDA GPU and mamba-ssm (pip install dnadiff[cuda])")
+NEEDS_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize(
+    "backend,softplus,length",
+    [
+        pytest.param("cuda", True, 37, marks=NEEDS_CUDA_SCAN),
+        pytest.param("cuda", False, 300, marks=NEEDS_CUDA_SCAN),
+        pytest.param("cuda", True, 2048, marks=NEEDS_CUDA_SCAN),
+        pytest.param("torch", True, 300, marks=NEEDS_GPU),
+    ],
+)
+def test_gpu_backends_match_ref(backend, softplus, length) -> None:
     xs = make_inputs(2, 8, 16, length, device="cuda")
     ref_xs = {k: (v.detach().cpu().requires_grad_() if v is not None else None) for k, v in xs.items()}
     ref_out, ref_g = outputs_and_grads(selective_scan_ref, ref_xs, delta_softplus=softplus)
-    out, g = outputs_and_grads(selective_scan, xs, delta_softplus=softplus, backend="cuda")
-    assert_close_scaled(out.cpu(), ref_out, "output")
-    for name in ref_g:
-        assert_close_scaled(g[name].cpu(), ref_g[name], f"grad of {name}")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_torch_backend_on_gpu_matches_ref() -> None:
-    xs = make_inputs(2, 8, 16, 300, device="cuda")
-    ref_xs = {k: (v.detach().cpu().requires_grad_() if v is not None else None) for k, v in xs.items()}
-    ref_out, ref_g = outputs_and_grads(selective_scan_ref, ref_xs, delta_softplus=True)
-    out, g = outputs_and_grads(selective_scan, xs, delta_softplus=True, backend="torch")
+    out, g = outputs_and_grads(selective_scan, xs, delta_softplus=softplus, backend=backend)
     assert_close_scaled(out.cpu(), ref_out, "output")
     for name in ref_g:
         assert_close_scaled(g[name].cpu(), ref_g[name], f"grad of {name}")
