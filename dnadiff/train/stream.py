@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-# The antithetic time of slot j in a global batch of size B is (u_b + j / B) mod 1 (SPEC section 4).
+# Stream keys of the seeded generators: one independent stream of randomness per purpose.
+_PERM, _AUG, _NOISE, _TIME, _EVAL = 0, 1, 2, 3, 7
 
 
 class StreamSampler(Sampler[int]):
@@ -58,6 +59,12 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
+def stratified_times(u: float, slots: np.ndarray | int, total: int, t_min: float) -> np.ndarray:
+    """Antithetic times (SPEC section 4): slot j of ``total`` gets ((u + j / total) mod 1), mapped to [t_min, 1]."""
+    t = (u + np.asarray(slots) / total) % 1.0
+    return (1.0 - t_min) * t + t_min
+
+
 class StreamDataset(Dataset):
     """Maps a stream position to a training example with its augmentation and diffusion noise.
 
@@ -65,8 +72,6 @@ class StreamDataset(Dataset):
     ``rng`` for its augmentation; the noise added here is ``t`` (antithetic over the global batch,
     in [t_min, 1]) and ``uniforms`` (one U[0,1) per token) which objectives turn into masks.
     """
-
-    _PERM, _AUG, _NOISE, _TIME = 0, 1, 2, 3
 
     def __init__(self, base: Dataset, seed: int, global_batch_size: int, t_min: float, antithetic: bool = True) -> None:
         if len(base) == 0:
@@ -86,23 +91,20 @@ class StreamDataset(Dataset):
         n = len(self.base)
         epoch, offset = divmod(position, n)
         if epoch != self._perm_epoch:
-            self._perm = _rng(self.seed, self._PERM, epoch).permutation(n)
+            self._perm = _rng(self.seed, _PERM, epoch).permutation(n)
             self._perm_epoch = epoch
         return int(self._perm[offset])
 
     def _time(self, position: int) -> float:
         batch, slot = divmod(position, self.global_batch_size)
         if self.antithetic:
-            u = _rng(self.seed, self._TIME, batch).random()
-            t = (u + slot / self.global_batch_size) % 1.0
-        else:
-            t = _rng(self.seed, self._TIME, position).random()
-        return (1.0 - self.t_min) * t + self.t_min
+            return float(stratified_times(_rng(self.seed, _TIME, batch).random(), slot, self.global_batch_size, self.t_min))
+        return float(stratified_times(_rng(self.seed, _TIME, position).random(), 0, 1, self.t_min))
 
     def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
-        item = dict(self.base.sample(self._index(position), _rng(self.seed, self._AUG, position)))
+        item = dict(self.base.sample(self._index(position), _rng(self.seed, _AUG, position)))
         length = item["input_ids"].shape[-1]
-        uniforms = _rng(self.seed, self._NOISE, position).random(length, dtype=np.float32)
+        uniforms = _rng(self.seed, _NOISE, position).random(length, dtype=np.float32)
         item["uniforms"] = torch.from_numpy(uniforms)
         item["t"] = torch.tensor(self._time(position), dtype=torch.float32)
         item["position"] = torch.tensor(position, dtype=torch.long)
@@ -124,9 +126,8 @@ class EvalNoiseDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = dict(self.base[index])
         length = item["input_ids"].shape[-1]
-        rng = _rng(self.seed, 7, index)
-        u = rng.random()
-        t = (u + np.arange(self.draws) / self.draws) % 1.0
-        item["t"] = torch.from_numpy(((1.0 - self.t_min) * t + self.t_min).astype(np.float32))
+        rng = _rng(self.seed, _EVAL, index)
+        t = stratified_times(rng.random(), np.arange(self.draws), self.draws, self.t_min)
+        item["t"] = torch.from_numpy(t.astype(np.float32))
         item["uniforms"] = torch.from_numpy(rng.random((self.draws, length), dtype=np.float32))
         return item
