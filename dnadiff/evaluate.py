@@ -38,7 +38,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     from dnadiff.objectives import build_objective
     from dnadiff.tokenizer import Tokenizer
     from dnadiff.train.checkpoint import atomic_write_bytes, load_model, read_metadata
-    from dnadiff.train.module import likelihood_report
+    from dnadiff.train.module import describe_report, objective_report
     from dnadiff.train.stream import EvalNoiseDataset
 
     ckpt = Path(cfg["ckpt"])
@@ -63,8 +63,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
         out = objective.eval_batch(model, batch)
         nll_sum += float(out.nll_sum)
         n_tokens += float(out.n_tokens)
-    figures = (likelihood_report(nll_sum, n_tokens) if objective.likelihood
-               else {"masked_token_ce_nats": nll_sum / max(n_tokens, 1.0)})
+    figures = objective_report(nll_sum, n_tokens, objective.likelihood)
     report = {
         **figures,
         "likelihood": bool(objective.likelihood),
@@ -83,9 +82,7 @@ def evaluate(cfg: dict[str, Any]) -> dict[str, Any]:
     }
     out_path = Path(cfg["out"]) if cfg.get("out") else (ckpt if ckpt.is_dir() else ckpt.parent) / f"eval_{cfg['split']}.json"
     atomic_write_bytes(json.dumps(report, indent=1).encode(), out_path)
-    bound = "<= " if report["is_bound"] else ""
-    figure = (f"{bound}{report['bits_per_base']:.4f} bits/base, PPL {bound}{report['ppl']:.4f}" if objective.likelihood
-              else f"masked-token CE {report['masked_token_ce_nats']:.4f} nats (not a likelihood)")
+    figure = describe_report(figures, objective.is_bound)
     print(json.dumps(report, indent=1))
     print(f"{report['objective']} on {report['n_windows']} {cfg['split']} windows: {figure} -> {out_path}")
     return report

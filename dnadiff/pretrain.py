@@ -80,7 +80,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from dnadiff.train.checkpoint import atomic_write_bytes
     from dnadiff.train.data import PretrainDataModule
-    from dnadiff.train.module import LMModule
+    from dnadiff.train.module import LMModule, describe_report
 
     out_dir = Path(cfg["out_dir"])
     resume = cfg.get("resume") or cfg.get("ckpt_path")
@@ -109,9 +109,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "train_tokens": trainer.global_step * cfg["trainer"]["accumulate_grad_batches"]
         * cfg["data"]["batch_size"] * trainer.world_size * cfg["data"]["seq_len"],
         "params": n_params,
-        **({"val_nats_per_token": val["val/nats_per_token"], "val_bits_per_base": val["val/bits_per_base"],
-            "val_ppl": val["val/ppl"]} if module.objective.likelihood
-           else {"val_masked_token_ce": val["val/masked_token_ce"]}),
+        **{key.replace("/", "_"): value for key, value in val.items()},
         "likelihood": module.objective.likelihood,
         "val_windows": len(data.eval_dataset("valid")),
         "classes": data.classes,
@@ -122,12 +120,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     }
     if trainer.is_global_zero:
         atomic_write_bytes(json.dumps(summary, indent=1).encode(), out_dir / "metrics.json")
-        bound = "<= " if summary["is_bound"] else ""
-        figure = (
-            f"{bound}{summary['val_bits_per_base']:.4f} bits/base, NLL {bound}{summary['val_nats_per_token']:.4f} "
-            f"nats/token, PPL {bound}{summary['val_ppl']:.3f}" if summary["likelihood"]
-            else f"masked-token CE {summary['val_masked_token_ce']:.4f} nats (not a likelihood)"
-        )
+        figure = describe_report({k.removeprefix("val/"): v for k, v in val.items()}, summary["is_bound"])
         print(
             f"\ndnadiff.pretrain: {summary['steps']} steps, {n_params:,} params, {elapsed:.0f} s\n"
             f"  validation ({summary['val_windows']} held-out windows x {cfg['eval']['draws']} draws): {figure}\n"

@@ -306,7 +306,7 @@ def test_every_objective_lowers_its_validation_figure_on_real_windows(
                    "trainer.val_check_interval=40", "trainer.checkpoint_every=40", "optim.warmup_steps=10")
     before = _initial_figure(cfg)
     summary = run(cfg)
-    after = summary["val_nats_per_token"] if summary["likelihood"] else summary["val_masked_token_ce"]
+    after = summary["val_nats_per_token"] if summary["likelihood"] else summary["val_masked_token_ce_nats"]
     print(f"{objective} on {model}: validation {before:.4f} -> {after:.4f} nats/token "
           f"({before / math.log(2):.4f} -> {after / math.log(2):.4f} bits)")
     assert after < before - 0.25, (before, after)

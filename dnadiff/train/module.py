@@ -24,6 +24,22 @@ def likelihood_report(nll_sum: float, n_tokens: float) -> dict[str, float]:
     return {"nats_per_token": nats, "bits_per_base": nats / LN2, "ppl": math.exp(min(nats, 700.0))}
 
 
+def objective_report(nll_sum: float, n_tokens: float, likelihood: bool) -> dict[str, float]:
+    """The figures an objective reports: likelihood units, or the masked-token CE of a non-likelihood (MLM)."""
+    if likelihood:
+        return likelihood_report(nll_sum, n_tokens)
+    return {"masked_token_ce_nats": nll_sum / max(n_tokens, 1.0)}
+
+
+def describe_report(report: Mapping[str, float], is_bound: bool) -> str:
+    """One line for people: bits/base, NLL and PPL (marked <= for bounds), or the CE of a non-likelihood."""
+    if "masked_token_ce_nats" in report:
+        return f"masked-token CE {report['masked_token_ce_nats']:.4f} nats (not a likelihood)"
+    bound = "<= " if is_bound else ""
+    return (f"{bound}{report['bits_per_base']:.4f} bits/base, NLL {bound}{report['nats_per_token']:.4f} nats/token, "
+            f"PPL {bound}{report['ppl']:.3f}")
+
+
 class LMModule(L.LightningModule):
     """Backbone + objective + optimiser + EMA, configured by the resolved Hydra config (a plain dict)."""
 
@@ -62,14 +78,9 @@ class LMModule(L.LightningModule):
         totals = torch.stack(self._val_sums).sum(0)
         self._val_sums.clear()
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        if not self.objective.likelihood:
-            ce = float(totals[0]) / max(float(totals[1]), 1.0)
-            self.log("val/masked_token_ce", ce, prog_bar=True, sync_dist=False)
-            return
-        report = likelihood_report(float(totals[0]), float(totals[1]))
-        self.log("val/nats_per_token", report["nats_per_token"], sync_dist=False)
-        self.log("val/bits_per_base", report["bits_per_base"], prog_bar=True, sync_dist=False)
-        self.log("val/ppl", report["ppl"], sync_dist=False)
+        report = objective_report(float(totals[0]), float(totals[1]), self.objective.likelihood)
+        for key, value in report.items():
+            self.log(f"val/{key}", value, prog_bar=key in ("bits_per_base", "masked_token_ce_nats"), sync_dist=False)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer, scheduler = build_optimizer(self.model, self.cfg["optim"], self.cfg["trainer"]["max_steps"])
