@@ -90,6 +90,15 @@ def model_overrides(objective: str, args: argparse.Namespace, mamba_d: int) -> l
             "model.scan_backend=torch"]
 
 
+def in_nats_units(report: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The report with nats/token, bits/base and PPL; for MLM these are its masked-token CE in those
+    units (the table prints them as "not a likelihood")."""
+    from dnadiff.train.module import likelihood_report
+
+    nats = report.get(f"{prefix}nats_per_token", report.get(f"{prefix}masked_token_ce_nats"))
+    return {**report, **likelihood_report(nats, 1.0)}
+
+
 def train_and_test(objective: str, seed: int, args: argparse.Namespace, fasta: Path, mamba_d: int) -> dict[str, Any]:
     """Pretrain one (objective, seed) and evaluate its EMA weights on the test windows."""
     from dnadiff.evaluate import evaluate
@@ -110,11 +119,12 @@ def train_and_test(objective: str, seed: int, args: argparse.Namespace, fasta: P
         f"data.max_eval_windows={args.test_windows}", "data.eval_batch_size=32", f"eval.draws={args.draws}",
     ])
     start = time.time()
-    test = evaluate(ev_cfg)
+    test = in_nats_units(evaluate(ev_cfg), "")
     return {
         "objective": objective, "seed": seed, "model": BACKBONES[objective], "params": summary["params"],
         "steps": summary["steps"], "train_tokens": summary["train_tokens"], "train_seconds": summary["seconds"],
-        "eval_seconds": round(time.time() - start, 1), "val_bits_per_base": summary["val_bits_per_base"],
+        "eval_seconds": round(time.time() - start, 1),
+        "val_bits_per_base": in_nats_units(summary, "val_")["bits_per_base"],
         "test_nats_per_token": test["nats_per_token"], "test_bits_per_base": test["bits_per_base"],
         "test_ppl": test["ppl"], "is_bound": test["is_bound"], "test_windows": test["n_windows"],
         "test_tokens": test["n_tokens"],
