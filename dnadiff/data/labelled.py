@@ -96,26 +96,22 @@ class BenchmarkDataModule:
         splits = available_splits(self.task, root)
         if not 0.0 < holdout_fraction < 0.5:
             raise ValueError(f"holdout_fraction must be in (0, 0.5), got {holdout_fraction}")
-        rng = np.random.default_rng(seed)
-        parts: dict[str, tuple[list[str], np.ndarray]] = {}
-        if "train" in splits and "test" in splits:
-            seqs, labels, self.classes = load_task(self.task, root, "train")
-            perm = rng.permutation(len(seqs))
-            n_hold = max(1, int(holdout_fraction * len(seqs)))
-            parts["valid"] = _take(seqs, labels, perm[:n_hold])
-            parts["train"] = _take(seqs, labels, perm[n_hold:])
+        both = "train" in splits and "test" in splits
+        pool_split = "train" if both else [s for s in BENCHMARK_SPLITS if s in splits][0]
+        seqs, labels, self.classes = load_task(self.task, root, pool_split)
+        perm = np.random.default_rng(seed).permutation(len(seqs))
+        n_hold = max(1, int(holdout_fraction * len(seqs)))
+        holdouts = ["valid"] if both else ["test", "valid"]
+        parts: dict[str, tuple[list[str], np.ndarray]] = {
+            name: _take(seqs, labels, perm[k * n_hold:(k + 1) * n_hold]) for k, name in enumerate(holdouts)
+        }
+        parts["train"] = _take(seqs, labels, perm[len(holdouts) * n_hold:])
+        if both:
             test_seqs, test_labels, _ = load_task(self.task, root, "test")
             parts["test"] = (test_seqs, test_labels)
             self.split_used = "train (valid held out), test"
         else:
-            only = [s for s in BENCHMARK_SPLITS if s in splits][0]
-            seqs, labels, self.classes = load_task(self.task, root, only)
-            perm = rng.permutation(len(seqs))
-            n_hold = max(1, int(holdout_fraction * len(seqs)))
-            parts["test"] = _take(seqs, labels, perm[:n_hold])
-            parts["valid"] = _take(seqs, labels, perm[n_hold:2 * n_hold])
-            parts["train"] = _take(seqs, labels, perm[2 * n_hold:])
-            self.split_used = f"{only} only (seeded {holdout_fraction:.0%} valid / {holdout_fraction:.0%} test holdouts)"
+            self.split_used = f"{pool_split} only (seeded {holdout_fraction:.0%} valid / {holdout_fraction:.0%} test holdouts)"
         cap = max_eval_windows
         self._datasets = {
             name: LabelledSequences(
