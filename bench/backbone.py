@@ -9,11 +9,13 @@ chr2 sample). Every figure is also given as a ratio against a reference measured
   the model whose scan is mambapy's parallel scan (``mambapy.pscan``; it materialises
   (batch, length, d_inner, d_state) tensors, so only up to ``--mambapy-max-length``). Each
   configuration runs in a fresh subprocess so that the peak RSS increase is its own.
-- ``--device cuda``: our model (scan backend ``cuda`` when mamba-ssm imports, else ``torch``)
-  against a reference stack of mamba-ssm's own ``Mamba`` modules (mamba_ssm.modules.mamba_simple)
-  with the same sizes, wrapped BiMamba-style (the reverse Mamba shares in_proj/out_proj) and
-  RCPS-style (x and rc(x) streams, same head); the reference is skipped, saying why, when
-  mamba_ssm does not import. Peak memory is ``torch.cuda.max_memory_allocated``.
+- ``--device cuda``: our model (scan backend ``cuda`` when mamba-ssm imports, else ``torch``;
+  with causal-conv1d the mixers run mamba-ssm's fused ``mamba_inner_fn``, and a row
+  "unfused" calls the conv and scan kernels one by one instead) against a reference stack of
+  mamba-ssm's own ``Mamba`` modules (mamba_ssm.modules.mamba_simple) with the same sizes,
+  wrapped BiMamba-style (the reverse Mamba shares in_proj/out_proj) and RCPS-style (x and
+  rc(x) streams, same head); the reference is skipped, saying why, when mamba_ssm does not
+  import. Peak memory is ``torch.cuda.max_memory_allocated``.
 
     python bench/backbone.py                          # CPU -> bench/results/backbone_cpu.json
     python bench/backbone.py --device cuda --out bench/results/backbone_gpu.json
@@ -267,9 +269,10 @@ def bench_cpu(args: argparse.Namespace) -> tuple[list[dict], str]:
 
 
 def bench_cuda(args: argparse.Namespace) -> tuple[list[dict], str]:
-    from dnadiff.models.scan import available_backends
+    from dnadiff.models.scan import available_backends, fused_mixer
 
     ours = "cuda" if "cuda" in available_backends() else "torch"
+    fused = fused_mixer(torch.zeros(1, device="cuda"), "cuda") is not None
     ref_ok, why = _has("mamba_ssm"), "mamba_ssm does not import here (pip install dnadiff[cuda])"
     rows = []
     for length, batch in zip(args.lengths, args.batches):
@@ -277,12 +280,16 @@ def bench_cuda(args: argparse.Namespace) -> tuple[list[dict], str]:
         torch.manual_seed(0)
         configs = [("mamba_ssm Mamba reference", lambda: _RefCaduceusPS(**SIZES))] if ref_ok else []
         configs.append((f"dnadiff scan={ours}", lambda: build_model("caduceus_ps", scan_backend=ours, **SIZES)))
+        if ours == "cuda" and fused:
+            configs.append(("dnadiff scan=cuda unfused", lambda: build_model("caduceus_ps", scan_backend="cuda", **SIZES)))
         if ours == "cuda":
             configs.append(("dnadiff scan=torch", lambda: build_model("caduceus_ps", scan_backend="torch", **SIZES)))
         if not ref_ok:
             rows.append({"impl": "mamba_ssm Mamba reference", "batch": batch, "length": length, "skipped": why})
         for name, make in configs:
             row = {"impl": name, "batch": batch, "length": length}
+            # "unfused": conv and scan kernels called one by one instead of mamba_inner_fn
+            mamba_module.fused_mixer = (lambda x, backend: None) if name.endswith("unfused") else fused_mixer
             row.update(run_cuda_config(name, make, ids, args.repeats))
             rows.append(summarise(row, batch, length))
             print(rows[-1].get("tokens_per_s", rows[-1].get("skipped")), name, length, flush=True)

@@ -58,9 +58,10 @@ fi
 log "backends: $($PY -c 'from dnadiff.models.scan import available_backends as a; print(a())' 2>&1 | tail -1)"
 log "causal_conv1d: $($PY -c 'import causal_conv1d; print(causal_conv1d.__version__)' 2>&1 | tail -1)"
 
-# 2. Scan parity tests (cuda and torch-on-GPU vs ref).
-timeout 150 $PY -m pytest tests/test_scan.py -q -rs -p no:cacheprovider >"$OUT/pytest_scan.log" 2>&1
-log "pytest tests/test_scan.py rc=$?: $(tail -1 "$OUT/pytest_scan.log")"
+# 2. Parity tests: scan backends (cuda and torch-on-GPU vs ref), and the fused mamba_inner_fn
+#    path of the whole model vs the ref scan.
+timeout 150 $PY -m pytest tests/test_scan.py tests/test_mamba_ssm_parity.py -q -rs -p no:cacheprovider >"$OUT/pytest_scan.log" 2>&1
+log "pytest tests/test_scan.py tests/test_mamba_ssm_parity.py rc=$?: $(tail -1 "$OUT/pytest_scan.log")"
 
 # 3. Scan benchmark, cuda vs torch.
 timeout 200 $PY bench/scan.py --device cuda --timeout 120 ${SCAN_CASES:+--cases $SCAN_CASES} --out "$OUT/scan_gpu.json" >"$OUT/bench_scan.log" 2>&1

@@ -18,12 +18,13 @@ runs once). The two halves never mix until the LM head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from dnadiff.models.mamba import SelectiveSSM
+from dnadiff.models.mamba import SelectiveSSM, project_channels_first
 
 
 def flip_seq_channels(h: torch.Tensor) -> torch.Tensor:
@@ -89,6 +90,9 @@ class BiMamba(nn.Module):
             self.out_proj_rev = nn.Linear(d_inner, d_model, bias=bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        fn = self.ssm_fwd.fused_kernel(h)
+        if fn is not None:
+            return self._fused(fn, h)
         x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)
         y_fwd = self.ssm_fwd(x, z)
         if self.weight_tie:
@@ -100,3 +104,15 @@ class BiMamba(nn.Module):
         xr, zr = self.in_proj_rev(h.flip(1)).transpose(1, 2).chunk(2, dim=1)
         y_rev = self.ssm_rev(xr, zr)
         return self.out_proj(y_fwd.transpose(1, 2)) + self.out_proj_rev(y_rev.transpose(1, 2)).flip(1)
+
+    def _fused(self, fn: Callable, h: torch.Tensor) -> torch.Tensor:
+        """Both directions through mamba-ssm's fused kernel ``fn``: with tied weights the reverse
+        direction reads the same xz, flipped, so in_proj runs once."""
+        xz = project_channels_first(self.in_proj, h)
+        out_fwd = self.ssm_fwd.fused(fn, xz, self.out_proj)
+        if self.weight_tie:
+            out_rev = self.ssm_rev.fused(fn, xz.flip(-1), self.out_proj)
+        else:
+            xz_rev = project_channels_first(self.in_proj_rev, h.flip(1))
+            out_rev = self.ssm_rev.fused(fn, xz_rev, self.out_proj_rev)
+        return out_fwd + out_rev.flip(1)

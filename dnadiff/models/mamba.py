@@ -16,13 +16,25 @@ keeping one SSM per direction. ``step`` runs one token through the recurrence wi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnadiff.models.scan import causal_conv1d, selective_scan
+from dnadiff.models.scan import causal_conv1d, fused_mixer, selective_scan
+
+
+def project_channels_first(proj: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+    """proj(h) for h (b, l, d) as (b, out, l) with unit stride along l: the layout mamba-ssm's
+    kernels read, from one matmul and no copy (as mamba-ssm's ``Mamba`` computes ``xz``)."""
+    b, length, d = h.shape
+    out = (proj.weight @ h.reshape(b * length, d).t()).view(-1, b, length).transpose(0, 1)
+    if proj.bias is not None:
+        out = out + proj.bias.to(out.dtype)[:, None]
+    return out
+
 
 def resolve_dt_rank(dt_rank: int | str, d_model: int) -> int:
     """mamba-ssm's ``dt_rank="auto"`` rule: ceil(d_model / 16); an int is used as given."""
@@ -112,6 +124,20 @@ class SelectiveSSM(nn.Module):
             backend=self.scan_backend,
         )
 
+    def fused_kernel(self, h: torch.Tensor) -> Callable | None:
+        """mamba-ssm's fused ``mamba_inner_fn`` when it can run on ``h`` with this scan backend
+        (see ``scan.fused_mixer``), else None."""
+        return fused_mixer(h, self.scan_backend)
+
+    def fused(self, fn: Callable, xz: torch.Tensor, out_proj: nn.Linear) -> torch.Tensor:
+        """out_proj(forward(x, z)) as (b, l, d_model) through ``fn`` (from :meth:`fused_kernel`),
+        for xz = [x; z] (b, 2 * d_inner, l) from :func:`project_channels_first`."""
+        return fn(
+            xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
+            out_proj.weight, out_proj.bias, -torch.exp(self.A_log.float()), None, None,
+            self.D.float(), delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+        )
+
     def allocate_state(self, batch: int, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero (conv_state (b, d_inner, d_conv), ssm_state (b, d_inner, d_state)) for :meth:`step`."""
         device = device or self.A_log.device
@@ -171,6 +197,9 @@ class Mamba(nn.Module):
         self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        fn = self.ssm.fused_kernel(h)
+        if fn is not None:
+            return self.ssm.fused(fn, project_channels_first(self.in_proj, h), self.out_proj)
         x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)
         return self.out_proj(self.ssm(x, z).transpose(1, 2))
 

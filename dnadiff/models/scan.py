@@ -23,11 +23,17 @@ Backends:
   reverse scan with the same structure), so memory grows with ``batch * d * length`` (the
   inputs), never with ``batch * d * length * n``.
 - ``cuda``: mamba-ssm's fused kernel (``pip install dnadiff[cuda]``), for CUDA tensors.
+
+With the ``cuda`` backend and causal-conv1d installed, the mixers go one step further, as
+mamba-ssm's own ``Mamba`` does: :func:`fused_mixer` hands them mamba-ssm's ``mamba_inner_fn``,
+one autograd node for conv + x_proj + dt_proj + scan + gate + out_proj that recomputes the conv
+output and delta in backward instead of storing them.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +42,7 @@ __all__ = [
     "ScanBackendError",
     "available_backends",
     "causal_conv1d",
+    "fused_mixer",
     "selective_scan",
     "selective_scan_ref",
     "selective_scan_torch",
@@ -73,6 +80,32 @@ def _causal_conv1d_import() -> object | None:
     except Exception:
         return None
     return causal_conv1d_fn
+
+
+@functools.lru_cache(maxsize=None)
+def _mamba_inner_import() -> Callable | None:
+    """mamba-ssm's fused ``mamba_inner_fn`` when it and causal-conv1d's kernels import, else None."""
+    try:
+        from mamba_ssm.ops import selective_scan_interface as ssi
+    except Exception:
+        return None
+    # mamba_inner_fn calls causal-conv1d's kernels directly; mamba-ssm sets them to None
+    # when causal-conv1d is missing.
+    if getattr(ssi, "causal_conv1d_fwd_function", None) is None:
+        return None
+    return ssi.mamba_inner_fn
+
+
+def fused_mixer(x: torch.Tensor, backend: str) -> Callable | None:
+    """mamba-ssm's ``mamba_inner_fn`` when ``backend`` runs mamba-ssm's kernels on ``x``, else None.
+
+    Used by the mixers: ``auto`` or ``cuda`` on a CUDA tensor with mamba-ssm and causal-conv1d
+    importable. None means "call causal_conv1d and selective_scan one by one" (where an
+    unusable ``cuda`` backend then raises its :class:`ScanBackendError`).
+    """
+    if backend not in ("auto", "cuda") or not x.is_cuda or _cuda_unavailable_reason(x):
+        return None
+    return _mamba_inner_import()
 
 
 def available_backends() -> list[str]:
