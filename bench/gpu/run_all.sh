@@ -17,6 +17,11 @@ WITH_CONV=${WITH_CONV:-1}             # 0: skip causal-conv1d (second priority)
 SCAN_CASES=${SCAN_CASES:-}            # e.g. 8x1024,1x131072 (default: all of bench/scan.py)
 mkdir -p "$OUT" "$BUILD" bench/results
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# Pure-Python wheels the offline GPU machine lacks (omegaconf, pyfaidx, einops, ...), if carried.
+if ls "$ROOT"/.whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --target /tmp/dnadiff_site "$ROOT"/.whl/*.whl >"$OUT/wheels.log" 2>&1 &&
+    export PYTHONPATH=$PYTHONPATH:/tmp/dnadiff_site
+fi
 T0=$(date +%s)
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/steps.log"; }
 

@@ -89,11 +89,10 @@ def _mamba_inner_import() -> Callable | None:
         from mamba_ssm.ops import selective_scan_interface as ssi
     except Exception:
         return None
-    # mamba_inner_fn calls causal-conv1d's kernels directly; mamba-ssm sets them to None
-    # when causal-conv1d is missing.
-    if getattr(ssi, "causal_conv1d_fwd_function", None) is None:
-        return None
-    return ssi.mamba_inner_fn
+    # mamba_inner_fn calls causal-conv1d's kernels directly; mamba-ssm sets its handle to them
+    # to None when causal-conv1d is missing (2.3: causal_conv1d_fwd_function, 2.2: causal_conv1d_cuda).
+    kernels = (getattr(ssi, name, None) for name in ("causal_conv1d_fwd_function", "causal_conv1d_cuda"))
+    return ssi.mamba_inner_fn if any(k is not None for k in kernels) else None
 
 
 def fused_mixer(x: torch.Tensor, backend: str) -> Callable | None:
