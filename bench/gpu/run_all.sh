@@ -17,10 +17,12 @@ WITH_CONV=${WITH_CONV:-1}             # 0: skip causal-conv1d (second priority)
 SCAN_CASES=${SCAN_CASES:-}            # e.g. 8x1024,1x131072 (default: all of bench/scan.py)
 mkdir -p "$OUT" "$BUILD" bench/results
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-# Pure-Python wheels the offline GPU machine lacks (omegaconf, pyfaidx, einops, ...), if carried.
+export PIP_BREAK_SYSTEM_PACKAGES=1   # the machine's Python may be marked externally managed (PEP 668)
+# Pure-Python wheels the offline GPU machine may lack, if carried in .whl/; pip leaves the
+# packages the machine already has alone.
 if ls "$ROOT"/.whl/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --target /tmp/dnadiff_site "$ROOT"/.whl/*.whl >"$OUT/wheels.log" 2>&1 &&
-    export PYTHONPATH=$PYTHONPATH:/tmp/dnadiff_site
+  $PY -m pip install --no-index --no-deps --find-links "$ROOT/.whl" \
+    omegaconf antlr4-python3-runtime pyfaidx einops packaging pytest pluggy iniconfig pygments >"$OUT/wheels.log" 2>&1
 fi
 T0=$(date +%s)
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/steps.log"; }
