@@ -81,7 +81,10 @@ def mamba_ssm_reference() -> SimpleNamespace:
     missing = [name for name, spec in specs.items() if spec is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed; for these checks install the sources: {MAMBA_SSM_CPU_INSTALL}")
-    saved = dict(sys.modules)
+    def ours(name: str) -> bool:
+        return name.split(".")[0] in ("mamba_ssm", "causal_conv1d", "selective_scan_cuda")
+
+    saved = {name: module for name, module in sys.modules.items() if ours(name)}
     try:
         for name in ("mamba_ssm", "causal_conv1d"):  # packages without running their __init__
             pkg = types.ModuleType(name)
@@ -101,8 +104,9 @@ def mamba_ssm_reference() -> SimpleNamespace:
         conv = importlib.import_module("causal_conv1d.causal_conv1d_interface")
         ssi = importlib.import_module("mamba_ssm.ops.selective_scan_interface")
         simple = importlib.import_module("mamba_ssm.modules.mamba_simple")
-    finally:
-        sys.modules.clear()
+    finally:  # drop the stand-ins and what was loaded under them; anything else imported stays
+        for name in [name for name in sys.modules if ours(name)]:
+            del sys.modules[name]
         sys.modules.update(saved)
     ssi.selective_scan_fn = ssi.selective_scan_ref
     ssi.causal_conv1d_fn = conv.causal_conv1d_ref

@@ -164,6 +164,7 @@ def _outputs_and_grads_both_paths(make, h: torch.Tensor, monkeypatch) -> tuple:
         pytest.param(lambda: Mamba(D_MODEL, **SSM), id="mamba"),
         pytest.param(lambda: Mamba(D_MODEL, bias=True, **SSM), id="mamba-bias"),
         pytest.param(lambda: BiMamba(D_MODEL, **SSM), id="bimamba-tied"),
+        pytest.param(lambda: BiMamba(D_MODEL, bias=True, **SSM), id="bimamba-tied-bias"),
         pytest.param(lambda: BiMamba(D_MODEL, weight_tie=False, bias=True, **SSM), id="bimamba-untied-bias"),
     ],
 )
