@@ -21,7 +21,7 @@ from dnadiff.models import (
     rc_hidden,
     rc_invariant_pool,
 )
-from dnadiff.models.mamba import SelectiveSSM
+from dnadiff.models.mamba import RMSNorm, SelectiveSSM
 
 TINY = dict(d_model=32, n_layer=2, scan_backend="torch")
 WINDOW_STARTS = (20_000, 523_456, 1_234_567)  # 0-based; chr2:1-10,000 is N (telomere)
@@ -166,6 +166,16 @@ def test_mamba_mixer_matches_definition():
     h = torch.randn(2, 20, 16)
     with torch.no_grad():
         torch.testing.assert_close(mixer(h), _mixer_by_hand(mixer, h), rtol=1e-4, atol=1e-5)
+
+
+def test_rmsnorm_matches_definition():
+    norm = RMSNorm(24, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(24))
+    x = 3 * torch.randn(2, 7, 24)
+    by_hand = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight
+    torch.testing.assert_close(norm(x), by_hand, rtol=1e-6, atol=1e-6)
+    assert norm(x.bfloat16()).dtype == torch.float32  # computed in fp32, returned in the weight's dtype
 
 
 def test_mamba_ssm_initialisation():

@@ -127,7 +127,10 @@ def _cuda_unavailable_reason(u: torch.Tensor) -> str:
             "on a machine with a CUDA GPU and nvcc (it compiles CUDA kernels)"
         )
     if not u.is_cuda:
-        return f"the cuda backend needs CUDA tensors, got tensors on {u.device}"
+        return (
+            f"the cuda backend needs CUDA tensors, got tensors on {u.device}; move the model to a "
+            "GPU, or set model.scan_backend = 'auto' (it picks the backend by device)"
+        )
     return ""
 
 
