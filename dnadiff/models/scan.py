@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -66,13 +67,13 @@ class ScanBackendError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=None)
-def _mamba_ssm_import() -> tuple[object | None, str]:
-    """mamba-ssm's ``selective_scan_fn`` (or None) and the reason it is missing."""
+def _mamba_ssm_import() -> tuple[ModuleType | None, str]:
+    """mamba-ssm's selective-scan interface module (or None) and the reason it is missing."""
     try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        from mamba_ssm.ops import selective_scan_interface
     except Exception as exc:  # ImportError, or a broken build raising at import
         return None, f"importing mamba_ssm failed: {type(exc).__name__}: {exc}"
-    return selective_scan_fn, ""
+    return selective_scan_interface, ""
 
 
 @functools.lru_cache(maxsize=None)
@@ -85,12 +86,10 @@ def _causal_conv1d_import() -> object | None:
     return causal_conv1d_fn
 
 
-@functools.lru_cache(maxsize=None)
 def _mamba_inner_import() -> Callable | None:
     """mamba-ssm's fused ``mamba_inner_fn`` when it and causal-conv1d's kernels import, else None."""
-    try:
-        from mamba_ssm.ops import selective_scan_interface as ssi
-    except Exception:
+    ssi = _mamba_ssm_import()[0]
+    if ssi is None:
         return None
     # mamba_inner_fn calls causal-conv1d's kernels directly; mamba-ssm sets its handle to them
     # to None when causal-conv1d is missing (2.3: causal_conv1d_fwd_function, 2.2: causal_conv1d_cuda).
@@ -120,8 +119,8 @@ def available_backends() -> list[str]:
 
 def _cuda_unavailable_reason(u: torch.Tensor) -> str:
     """Why the cuda backend cannot run on ``u`` ("" when it can)."""
-    fn, why = _mamba_ssm_import()
-    if fn is None:
+    ssi, why = _mamba_ssm_import()
+    if ssi is None:
         return (
             f"mamba-ssm is not usable ({why}); install it with `pip install dnadiff[cuda]` "
             "on a machine with a CUDA GPU and nvcc (it compiles CUDA kernels)"
@@ -452,7 +451,7 @@ def selective_scan(
         why = _cuda_unavailable_reason(u)
         if why:
             raise ScanBackendError(f"scan backend 'cuda' is unavailable: {why}")
-        fn = _mamba_ssm_import()[0]
+        fn = _mamba_ssm_import()[0].selective_scan_fn
         return fn(  # type: ignore[misc]
             u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
             None if D is None else D.float().contiguous(),
