@@ -19,6 +19,7 @@ It also measures the tokens/s that training consumes: forward + cross-entropy + 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -30,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from Bio import SeqIO
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from dnadiff.data.datamodule import GenomeDataModule
+from dnadiff.cli import load_config
+from dnadiff.data.datamodule import PretrainDataModule
 from dnadiff.data.genome import Genome
 from dnadiff.data.windows import GenomeWindows, collate_windows, intervals_from_blocks
 from dnadiff.resources import shared_data_dir, shared_data_missing_reason
@@ -128,7 +129,7 @@ def model_consumption(data_cfg: dict, repeats: int) -> dict:
         model = dnadiff.build_model("caduceus_ps")
     except Exception as err:  # the model is another module's; report why it is missing
         return {"available": False, "why": f"{type(err).__name__}: {err}"}
-    dm = GenomeDataModule.from_config({**data_cfg, "num_workers": 0})
+    dm = PretrainDataModule({**data_cfg, "num_workers": 0}, seed=0, max_steps=repeats + 2)
     batches = iter(dm.train_dataloader())
     model.train()
     default_threads = torch.get_num_threads()
@@ -189,9 +190,10 @@ def main() -> None:
         rows.append({"loader": "GenomeWindows+torch collate", "fasta": "plain", "seq_len": seq_len, "workers": 0,
                      **r, "ratio": r["windows_per_s"] / refs[seq_len]["windows_per_s"]})
 
-    data_cfg = dict(OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "data" / "genome.yaml"), resolve=True))
+    data_cfg = dataclasses.asdict(load_config("pretrain").data)
     default_loader = time_loader(
-        Genome(GenomeDataModule.from_config(data_cfg).fasta).path, data_cfg["seq_len"], data_cfg["batch_size"],
+        Genome(PretrainDataModule(data_cfg, seed=0, max_steps=1).source.fasta).path, data_cfg["seq_len"],
+        data_cfg["batch_size"],
         data_cfg["split_block"], max(1024 // scale, 4 * data_cfg["batch_size"]), 0,
     )
     consumption = model_consumption(data_cfg, args.model_repeats)

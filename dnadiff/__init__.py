@@ -16,7 +16,7 @@ def __getattr__(name: str):
 
         return build_model
     if name == "load_model":
-        from dnadiff.train.checkpoint import load_model
+        from dnadiff.checkpoint import load_model
 
         return load_model
     raise AttributeError(f"module 'dnadiff' has no attribute {name!r}")

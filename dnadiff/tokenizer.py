@@ -23,6 +23,22 @@ COMPLEMENT: dict[str, str] = {"A": "T", "C": "G", "G": "C", "T": "A"}
 IUPAC_AMBIGUOUS = "RYSWKMBDHVU"
 
 
+_COMPLEMENT_TEXT = str.maketrans("ACGTacgt", "TGCAtgca")
+
+
+def reverse_complement_ids(ids: torch.Tensor | np.ndarray, complement_map: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """complement(flip(ids)) along the last axis, for torch or numpy ids and a complement map of ids."""
+    if isinstance(ids, np.ndarray):
+        comp = complement_map.numpy() if isinstance(complement_map, torch.Tensor) else complement_map
+        return comp[ids[..., ::-1]]
+    return complement_map.to(ids.device)[torch.flip(ids, dims=(-1,))]
+
+
+def reverse_complement_text(seq: str) -> str:
+    """Reverse complement of a DNA string: A<->T, C<->G (case kept); every other letter (N, IUPAC) kept."""
+    return seq[::-1].translate(_COMPLEMENT_TEXT)
+
+
 class TokenizerError(ValueError):
     """Bad input to the tokenizer: an invalid character, or a vocabulary that does not match."""
 
@@ -143,9 +159,7 @@ class Tokenizer:
         Padding is reversed too (right padding becomes left padding), so reverse-complement
         unpadded windows, as the data loaders do.
         """
-        if isinstance(ids, np.ndarray):
-            return self.complement_map.numpy()[ids[..., ::-1]]
-        return self.complement(torch.flip(ids, dims=(-1,)))
+        return reverse_complement_ids(ids, self.complement_map)
 
     def state_dict(self) -> dict:
         """What a checkpoint stores to pin the vocabulary."""

@@ -1,7 +1,6 @@
 """Genomic Benchmarks classification tasks, read from the genomic-benchmarks on-disk layout.
 
-Layout (what ``genomic_benchmarks.loc2seq.download_dataset`` writes, and what
-``../shared/data/genomic_benchmarks`` holds): ``<root>/<task>/<split>/<class>/<name>.txt``,
+Layout (what ``genomic_benchmarks.loc2seq.download_dataset`` writes): ``<root>/<task>/<split>/<class>/<name>.txt``,
 one sequence per file, split in ``train``/``test``. Labels are indices into the task's class
 names **sorted alphabetically over every split on disk**, so a class has the same label in
 train and test. Files within a class are read in natural order (r2 before r10).
@@ -30,7 +29,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dnadiff.resources import shared_data_dir
 from dnadiff.tokenizer import Tokenizer
 
 CACHE_PATH = Path.home() / ".genomic_benchmarks"
@@ -116,8 +114,7 @@ def _how_to_get(task: str) -> str:
 
 
 def _task_dir(task: str, root: str | os.PathLike | None, download: bool = True) -> Path:
-    """The folder of a task. With root None: the package cache, else the shared real-data folder
-    (``dnadiff.resources.shared_data_dir``) when it holds the task, else a download into the cache."""
+    """The folder of a task. With root None: the package cache, downloading into it when the task is missing."""
     base = CACHE_PATH if root is None else Path(root)
     task_dir = base / task
     if task_dir.is_dir():
@@ -126,9 +123,6 @@ def _task_dir(task: str, root: str | os.PathLike | None, download: bool = True) 
         present = list_tasks(base) if base.is_dir() else []
         where = f"tasks there: {', '.join(present) or 'none'}" if base.is_dir() else "the folder does not exist"
         raise BenchmarkDataError(f"task {task!r} not found under {base} ({where}); {_how_to_get(task)}")
-    shared = shared_data_dir()
-    if shared is not None and (shared / "genomic_benchmarks" / task).is_dir():
-        return shared / "genomic_benchmarks" / task
     if download:
         try:
             from genomic_benchmarks.loc2seq import download_dataset

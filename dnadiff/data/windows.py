@@ -265,7 +265,6 @@ class GenomeWindows(Dataset):
         self.seed = int(seed)
         self.max_draws = int(max_draws)
         self.return_coords = bool(return_coords)
-        self._complement = self.tokenizer.complement_map.numpy()  # reverse complement = complement(flip(ids))
         for iv in intervals:
             genome.check_interval(iv.contig, iv.start, iv.end)
         kept = [iv for iv in intervals if len(iv) >= self.seq_len]
@@ -384,7 +383,7 @@ class GenomeWindows(Dataset):
                     "raise max_n_frac or remove N-rich intervals"
                 )
             if self.rc_aug and rng.random() < 0.5:
-                ids = self._complement[ids[::-1]]
+                ids = self.tokenizer.reverse_complement(ids)
                 rc = True
         else:
             i, start = int(self._eval_iv[k]), int(self._eval_start[k])

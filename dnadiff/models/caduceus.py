@@ -37,17 +37,23 @@ def rc_hidden(h: torch.Tensor) -> torch.Tensor:
     return flip_seq_channels(h)
 
 
-def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Pool Caduceus-PS hidden states (batch, length, 2D) to (batch, D), invariant to RC of the input.
+def fold_rc_channels(h: torch.Tensor) -> torch.Tensor:
+    """Fold 2D RC-equivariant channels into D: ``h[..., :D] + flip_channels(h[..., D:])``.
 
-    hidden(rc(x)) = flipSC(hidden(x)), so per position h[..., :D] + flip_channels(h[..., D:])
-    only flips along the sequence under RC, and its (masked) mean over positions is
-    unchanged. ``mask`` (batch, length) marks positions to keep; reverse it with the input.
+    For Caduceus-PS, hidden(rc(x)) = flipSC(hidden(x)), so the folded states only flip along the
+    sequence under RC; anything pooled over positions from them is exactly RC-invariant.
     """
-    if hidden.shape[-1] % 2:
-        raise ValueError(f"RCPS hidden states need an even channel count, got {hidden.shape[-1]}")
-    d = hidden.shape[-1] // 2
-    summed = hidden[..., :d] + hidden[..., d:].flip(-1)
+    if h.shape[-1] % 2:
+        raise ValueError(f"RCPS hidden states need an even channel count, got {h.shape[-1]}")
+    d = h.shape[-1] // 2
+    return h[..., :d] + h[..., d:].flip(-1)
+
+
+def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Pool Caduceus-PS hidden states (batch, length, 2D) to (batch, D), invariant to RC of the input:
+    the (masked) mean over positions of :func:`fold_rc_channels`. ``mask`` (batch, length) marks
+    positions to keep; reverse it with the input."""
+    summed = fold_rc_channels(hidden)
     if mask is None:
         return summed.mean(dim=1)
     m = mask.to(summed.dtype).unsqueeze(-1)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from dnadiff.models.caduceus import BiMamba, RCPSWrapper, flip_seq_channels
 from dnadiff.models.mamba import Block, Mamba, RMSNorm, ssm_kwargs
 from dnadiff.models.model_config import validate_config
-from dnadiff.tokenizer import Tokenizer
+from dnadiff.tokenizer import Tokenizer, reverse_complement_ids
 
 InferenceState = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -164,7 +164,7 @@ class DNALM(nn.Module):
 
     def reverse_complement(self, input_ids: torch.Tensor) -> torch.Tensor:
         """rc(x) = complement(flip(x)) on (batch, length) ids."""
-        return self.complement_map[input_ids.flip(-1)]
+        return reverse_complement_ids(input_ids, self.complement_map)
 
     def _time_vector(self, t: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """(batch, 1, d) time embedding for time-conditioned models, else None."""

@@ -1,4 +1,5 @@
-"""Model config: the keys every ``configs/model/*.yaml`` may set, their defaults, and validation.
+"""Model config: the keys every ``configs/model/*.yaml`` may set (:class:`ModelConfig`, the one
+place their defaults are stated), and validation.
 
 A model config is a plain JSON-serialisable dict; :func:`validate_config` fills defaults,
 checks every value and returns the dict that ``model.config`` holds and checkpoints store.
@@ -10,9 +11,12 @@ RMSNorm eps 1e-5, vocabulary padded to a multiple of 8, tied embeddings).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
 
-from dnadiff.models.scan import BACKENDS as SCAN_BACKENDS
+from dnadiff.config import ConfigError
+
+from dnadiff.models.kernels.scan import BACKENDS as SCAN_BACKENDS
 from dnadiff.tokenizer import VOCAB
 
 # arch -> (bidirectional, rcps)
@@ -23,33 +27,45 @@ ARCHS: dict[str, tuple[bool, bool]] = {
     "caduceus_ps": (True, True),
 }
 
-DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "arch": "caduceus_ps",
-    "d_model": 128,
-    "n_layer": 2,
-    "d_state": 16,
-    "d_conv": 4,
-    "expand": 2,
-    "dt_min": 0.001,
-    "dt_max": 0.1,
-    "dt_init_floor": 1e-4,
-    "dt_rank": "auto",
-    "bias": False,
-    "conv_bias": True,
-    "norm_eps": 1e-5,
-    "vocab_size": len(VOCAB),
-    "pad_vocab_multiple": 8,
-    "n_classes": 0,
-    "tie_embeddings": True,
-    "initializer_range": 0.02,
-    "scan_backend": "auto",
-    "bidirectional": None,
-    "rcps": None,
-    "weight_tie": True,
-    "conjoin": False,
-    "time_conditioning": False,
-}
+@dataclass
+class ModelConfig:
+    """The ``model`` config group: every key a model config may set, with its one default."""
+
+    name: Optional[str] = None
+    arch: str = "caduceus_ps"
+    d_model: int = 128
+    n_layer: int = 2
+    d_state: int = 16
+    d_conv: int = 4
+    expand: float = 2
+    dt_min: float = 0.001
+    dt_max: float = 0.1
+    dt_init_floor: float = 1e-4
+    dt_rank: Any = "auto"
+    bias: bool = False
+    conv_bias: bool = True
+    norm_eps: float = 1e-5
+    vocab_size: int = len(VOCAB)
+    pad_vocab_multiple: int = 8
+    n_classes: int = 0
+    tie_embeddings: bool = True
+    initializer_range: float = 0.02
+    scan_backend: str = "auto"
+    bidirectional: Optional[bool] = None
+    rcps: Optional[bool] = None
+    weight_tie: bool = True
+    conjoin: bool = False
+    time_conditioning: bool = False
+
+    def validate(self, prefix: str = "model") -> None:
+        """Check every value (:func:`validate_config`), naming the key under ``prefix``."""
+        try:
+            validate_config(asdict(self))
+        except ValueError as err:
+            raise ConfigError(f"{prefix}.{err}" if str(err).split(" ")[0] in DEFAULTS else f"{prefix}: {err}") from None
+
+
+DEFAULTS: dict[str, Any] = asdict(ModelConfig())
 
 _POSITIVE_INTS = ("d_model", "n_layer", "d_state", "d_conv", "pad_vocab_multiple")
 _POSITIVE_FLOATS = ("dt_min", "dt_max", "dt_init_floor", "norm_eps", "initializer_range", "expand")

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from dnadiff.noise import stratified
 from dnadiff.objectives.schedules import NoiseSchedule
+
+
+def time_from_uniform(u: torch.Tensor, t_min: float) -> torch.Tensor:
+    """Map a uniform u in [0, 1) to a diffusion time t = (1 - t_min) u + t_min in [t_min, 1)."""
+    return (1.0 - t_min) * u + t_min
 
 
 def sample_times(
@@ -31,18 +37,18 @@ def sample_times(
 ) -> torch.Tensor:
     """Times t in [t_min, 1] for a batch, low-discrepancy (antithetic) by default.
 
-    t_i = ((u + (offset + i) / total) mod 1), then t = (1 - t_min) t + t_min. ``offset`` and
-    ``total`` place this batch inside a larger global batch (data parallelism) so that every
-    process draws its slice of the same stratified set.
+    The uniforms are :func:`dnadiff.noise.stratified` over slots ``offset .. offset + batch_size``
+    of a batch of ``total`` (data parallelism: every process draws its slice of the same
+    stratified set), then mapped by :func:`time_from_uniform`.
     """
     total = batch_size if total is None else total
     if antithetic:
         u = torch.rand((), generator=generator, device=device)
         idx = torch.arange(offset, offset + batch_size, device=device, dtype=torch.float32)
-        t = torch.remainder(u + idx / total, 1.0)
+        u = stratified(u, idx, total)
     else:
-        t = torch.rand(batch_size, generator=generator, device=device)
-    return (1.0 - t_min) * t + t_min
+        u = torch.rand(batch_size, generator=generator, device=device)
+    return time_from_uniform(u, t_min)
 
 
 def forward_mask(
@@ -90,12 +96,17 @@ def masked_nll(logits: torch.Tensor, x: torch.Tensor, z_t: torch.Tensor, mask_id
 
 @dataclass
 class LossOutput:
-    """A batch's objective: ``loss`` (nats/token, what is minimised) and its parts for exact averaging."""
+    """A batch's objective: ``loss`` (nats/token, what is minimised) and its parts for exact averaging.
+
+    ``per_sequence`` is each row's summed NLL (averaged over the noise draws of an evaluation
+    batch) and ``tokens_per_sequence`` the tokens it is counted over.
+    """
 
     loss: torch.Tensor
     nll_sum: torch.Tensor
     n_tokens: torch.Tensor
     per_sequence: torch.Tensor
+    tokens_per_sequence: torch.Tensor
 
 
 def call_model(model: nn.Module, z: torch.Tensor, cond: torch.Tensor | None, t: torch.Tensor | None) -> torch.Tensor:
@@ -147,9 +158,10 @@ class MaskedDiffusion(ABC):
         z_t = forward_mask(x, self.schedule.alpha(t), self.mask_id, uniforms, maskable, generator)
         logits = call_model(model, z_t, cond, t)
         per_seq = (self.position_loss(logits, x, z_t) * weight.unsqueeze(-1)).sum(-1)
-        n_tokens = maskable.sum()
+        per_seq_tokens = maskable.sum(-1)
+        n_tokens = per_seq_tokens.sum()
         nll_sum = per_seq.sum()
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq, per_seq_tokens)
 
     def loss(
         self,
@@ -166,12 +178,13 @@ class MaskedDiffusion(ABC):
         return self._weighted(model, x, t, self.schedule.weight(t), cond, uniforms, generator)
 
     def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
-        """Training loss on a stream batch, which carries its own noise (``t`` and ``uniforms``)."""
-        return self.loss(model, batch["input_ids"], batch.get("cond"), t=batch["t"], uniforms=batch["uniforms"])
+        """Training loss on a stream batch, which carries its own noise (``t_u`` and ``uniforms``)."""
+        t = time_from_uniform(batch["t_u"], self.t_min)
+        return self.loss(model, batch["input_ids"], batch.get("cond"), t=t, uniforms=batch["uniforms"])
 
     def eval_batch(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """NELBO on an evaluation batch, averaged over its fixed draws of (t, z_t) per window."""
-        t_all, u_all = batch["t"], batch["uniforms"]
+        t_all, u_all = time_from_uniform(batch["t_u"], self.t_min), batch["uniforms"]
         outs = [
             self.loss(model, batch["input_ids"], batch.get("cond"), t=t_all[:, k], uniforms=u_all[:, k])
             for k in range(t_all.shape[1])
@@ -179,7 +192,7 @@ class MaskedDiffusion(ABC):
         nll_sum = torch.stack([o.nll_sum for o in outs]).mean()
         per_seq = torch.stack([o.per_sequence for o in outs]).mean(0)
         n_tokens = outs[0].n_tokens
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq, outs[0].tokens_per_sequence)
 
 
 class MDLM(MaskedDiffusion):

@@ -73,9 +73,10 @@ class MaskedLM:
         logits = call_model(model, z, cond, None).float()
         ce = nn.functional.cross_entropy(logits.transpose(1, 2), x, reduction="none")
         per_seq = torch.where(selected, ce, torch.zeros_like(ce)).sum(-1)
-        n_tokens = selected.sum()
+        per_seq_tokens = selected.sum(-1)
+        n_tokens = per_seq_tokens.sum()
         nll_sum = per_seq.sum()
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq, per_seq_tokens)
 
     def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """Training loss on a stream batch; the selection comes from its ``uniforms`` (``t`` is unused)."""
@@ -92,4 +93,5 @@ class MaskedLM:
         nll_sum = torch.stack([o.nll_sum for o in outs]).sum()
         n_tokens = torch.stack([o.n_tokens for o in outs]).sum()
         per_seq = torch.stack([o.per_sequence for o in outs]).sum(0)
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+        per_seq_tokens = torch.stack([o.tokens_per_sequence for o in outs]).sum(0)
+        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq, per_seq_tokens)

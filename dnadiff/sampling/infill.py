@@ -74,9 +74,15 @@ def infill_sample(
     **sampler_kwargs: object,
 ) -> SampleOutput:
     """``num_samples`` completions of a 1-D template (mask ids generated, others kept exactly)."""
+    z = repeat_template(template, num_samples, mask_id)
+    return ancestral_sample(denoiser, z, steps, schedule, mask_id, **sampler_kwargs)
+
+
+def repeat_template(template: torch.Tensor, num_samples: int, mask_id: int,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """z_1 for infilling: ``num_samples`` copies of a 1-D template (mask ids are generated, the rest kept)."""
     if template.dim() != 1:
         raise ValueError(f"template must be 1-D ids, got shape {tuple(template.shape)}")
     if not bool((template == mask_id).any()):
         raise ValueError("template has no masked position: nothing to generate")
-    z = template.unsqueeze(0).expand(num_samples, -1).contiguous()
-    return ancestral_sample(denoiser, z, steps, schedule, mask_id, **sampler_kwargs)
+    return template.to(device or template.device).unsqueeze(0).expand(num_samples, -1).contiguous()

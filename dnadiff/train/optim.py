@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from dnadiff.train.config import OptimConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -47,14 +49,14 @@ class WarmupCosine:
         return warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], total_steps: int):
+def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int):
     """AdamW and its step-wise scheduler from the ``optim`` config."""
     optimizer = torch.optim.AdamW(
-        param_groups(model, cfg["weight_decay"]),
-        lr=cfg["lr"],
-        betas=tuple(cfg["betas"]),
-        eps=cfg["eps"],
+        param_groups(model, cfg.weight_decay),
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        eps=cfg.eps,
     )
-    schedule = WarmupCosine(cfg["warmup_steps"], total_steps, cfg["min_lr_ratio"])
+    schedule = WarmupCosine(cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
     return optimizer, scheduler

@@ -1,0 +1,223 @@
+"""The checkpoint format: safe loads (``weights_only=True``), metadata, and safetensors export.
+
+No Lightning here: inference (``load_model``, generate, evaluate, export) reads checkpoints
+without importing the training code. Files are written through :mod:`dnadiff.atomic`.
+
+A training checkpoint is Lightning's dict plus a ``dnadiff`` entry (:func:`metadata`): the model
+config, objective config, class names and the tokenizer vocabulary, which every load checks.
+An export is a folder with ``model.safetensors`` (EMA weights) and ``config.json`` (the metadata).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from omegaconf import MISSING
+
+from dnadiff.atomic import atomic_write_bytes
+from dnadiff.errors import first_line
+from dnadiff.tokenizer import Tokenizer, TokenizerError
+
+FORMAT_VERSION = 1
+META_KEY = "dnadiff"
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_CONFIG = "config.json"
+CLASSIFIER_WEIGHTS = "classifier.safetensors"
+CLASSIFIER_KIND = "sequence_classifier"
+MODEL_PREFIX = "model."
+EMA_PREFIX = "ema.module."
+
+
+@dataclass
+class ExportConfig:
+    """``python -m dnadiff.export``: which checkpoint, where to, and which weights."""
+
+    ckpt: str = MISSING
+    out: str = MISSING
+    use_ema: bool = True
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable, not dnadiff's, or made for another vocabulary."""
+
+
+def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """``torch.load(weights_only=True)`` with one-line errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first_line(err)})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (found a {type(ckpt).__name__}, expected a dict)")
+    return ckpt
+
+
+def metadata(model_config: Mapping, objective: Mapping, classes: list[str] | None = None, **extra: Any) -> dict:
+    """The ``dnadiff`` entry of a checkpoint: everything needed to rebuild and use the model."""
+    return {
+        "format": FORMAT_VERSION,
+        "dnadiff_version": _version(),
+        "vocab": list(Tokenizer().vocab),
+        "model": dict(model_config),
+        "objective": dict(objective),
+        "classes": list(classes or []),
+        **extra,
+    }
+
+
+def check_metadata(meta: Any, source: str) -> dict:
+    """Validate a checkpoint's ``dnadiff`` entry: present, a known format, and the same vocabulary."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{source}: not a dnadiff checkpoint (no '{META_KEY}' metadata entry)")
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format {meta.get('format')!r}, this dnadiff reads {FORMAT_VERSION}")
+    try:
+        Tokenizer().check_vocab(meta.get("vocab", []), source=source)
+    except TokenizerError as err:
+        raise CheckpointError(str(err)) from None
+    return meta
+
+
+def _is_export(path: Path) -> bool:
+    return path.is_dir() or path.suffix == ".safetensors"
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of a training checkpoint or an export folder, validated."""
+    path = Path(path)
+    if _is_export(path):
+        folder = path if path.is_dir() else path.parent
+        cfg = folder / EXPORT_CONFIG
+        if not cfg.is_file():
+            raise CheckpointError(f"{folder}: no {EXPORT_CONFIG} beside the weights (not a dnadiff export)")
+        try:
+            meta = json.loads(cfg.read_text())
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{cfg}: invalid JSON ({err})") from None
+        return check_metadata(meta, str(cfg))
+    return check_metadata(safe_load(path).get(META_KEY), str(path))
+
+
+def model_state(ckpt: Mapping[str, Any], use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The model's weights from a Lightning checkpoint: the EMA copy when present and asked for."""
+    state = ckpt.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise CheckpointError("checkpoint has no 'state_dict'")
+    prefix = EMA_PREFIX if use_ema and any(k.startswith(EMA_PREFIX) for k in state) else MODEL_PREFIX
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _build(meta: Mapping[str, Any], state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    from dnadiff.models.registry import model_from_config
+
+    model = model_from_config(dict(meta["model"]))
+    missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: weights do not fit the model config (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]})"
+        )
+    return model.eval()
+
+
+def load_model(path: str | os.PathLike, use_ema: bool = True, map_location: Any = "cpu") -> nn.Module:
+    """Load a language model from a training checkpoint or an export (folder or .safetensors), in eval mode.
+
+    Weights are read with ``weights_only=True`` (checkpoints) or safetensors (exports); the
+    vocabulary stored with them must equal dnadiff's.
+    """
+    path = Path(path)
+    if _is_export(path):
+        from safetensors.torch import load_file
+
+        meta = read_metadata(path)
+        weights = path / EXPORT_WEIGHTS if path.is_dir() else path
+        if not weights.is_file():
+            raise CheckpointError(f"{weights}: weights file not found")
+        return _build(meta, load_file(str(weights), device=str(map_location)), str(weights))
+    ckpt = safe_load(path, map_location)
+    meta = check_metadata(ckpt.get(META_KEY), str(path))
+    return _build(meta, model_state(ckpt, use_ema), str(path))
+
+
+def export_model(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True) -> Path:
+    """Write ``model.safetensors`` + ``config.json`` from a training checkpoint; returns the folder."""
+    from safetensors.torch import save
+
+    ckpt = safe_load(ckpt_path)
+    meta = check_metadata(ckpt.get(META_KEY), str(ckpt_path))
+    state = {k: v.contiguous() for k, v in model_state(ckpt, use_ema).items()}
+    _build(meta, state, str(ckpt_path))
+    out = Path(out_dir)
+    atomic_write_bytes(save(state, metadata={"format": "pt"}), out / EXPORT_WEIGHTS)
+    atomic_write_bytes(json.dumps({**meta, "exported_from": str(ckpt_path), "ema": use_ema}, indent=1).encode(), out / EXPORT_CONFIG)
+    return out
+
+
+def save_classifier(classifier: nn.Module, out_dir: str | os.PathLike, **extra: Any) -> Path:
+    """Write a fine-tuned :class:`~dnadiff.models.heads.SequenceClassifier` (backbone + head) as
+    ``classifier.safetensors`` + ``config.json``; :func:`load_classifier` reads it back."""
+    from safetensors.torch import save
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"save_classifier={out} exists and is not a folder")
+    state = {k: v.detach().contiguous().cpu() for k, v in classifier.state_dict().items()}
+    meta = {
+        "format": FORMAT_VERSION, "kind": CLASSIFIER_KIND, "dnadiff_version": _version(),
+        "vocab": list(Tokenizer().vocab), "model": classifier.backbone.config, "head": dict(classifier.settings),
+        "classes": list(classifier.classes), **extra,
+    }
+    atomic_write_bytes(save(state, metadata={"format": "pt"}), out / CLASSIFIER_WEIGHTS)
+    atomic_write_bytes(json.dumps(meta, indent=1).encode(), out / EXPORT_CONFIG)
+    return out
+
+
+def load_classifier(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
+    """A classifier saved by :func:`save_classifier` (a folder), in eval mode, with ``.classes``."""
+    from safetensors.torch import load_file
+
+    from dnadiff.models.heads import SequenceClassifier
+    from dnadiff.models.registry import model_from_config
+
+    folder = Path(path)
+    cfg_path, weights = folder / EXPORT_CONFIG, folder / CLASSIFIER_WEIGHTS
+    if not folder.is_dir() or not cfg_path.is_file() or not weights.is_file():
+        raise CheckpointError(
+            f"{folder}: not a saved classifier (expected a folder with {EXPORT_CONFIG} and {CLASSIFIER_WEIGHTS}, "
+            "as written by `python -m dnadiff.finetune save_classifier=DIR`)"
+        )
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{cfg_path}: invalid JSON ({err})") from None
+    check_metadata(meta, str(cfg_path))
+    if meta.get("kind") != CLASSIFIER_KIND:
+        raise CheckpointError(f"{cfg_path}: kind {meta.get('kind')!r} is not a {CLASSIFIER_KIND}")
+    head = dict(meta["head"])
+    classifier = SequenceClassifier(model_from_config(dict(meta["model"])), head.pop("num_classes"), **head)
+    try:
+        classifier.load_state_dict(load_file(str(weights), device=str(map_location)))
+    except RuntimeError as err:
+        raise CheckpointError(f"{weights}: weights do not fit the classifier config ({first_line(err)})") from None
+    classifier.classes = list(meta.get("classes") or [])
+    return classifier.eval()
+
+
+def _version() -> str:
+    from dnadiff import __version__
+
+    return __version__
+

@@ -1,0 +1,199 @@
+"""K-fold cross-validation of fine-tuned backbones (and the CNN baseline) on a Genomic Benchmarks task.
+
+Protocol (SPEC section 9), for each seed in ``cv.seeds`` and each of ``cv.folds`` stratified
+folds (:mod:`dnadiff.finetune.folds`):
+
+- **Both splits on disk** (train and test): the folds cut the train split; a model trains on
+  the other folds, its epoch is selected on the held-out fold, and it is evaluated on the
+  task's test split. Train sequences that also occur in the test split (either strand) are
+  removed first.
+- **One split on disk** (offline copies hold only the published test split of some tasks, or a
+  train subset of others): the folds cut that split; the held-out fold is the evaluation set
+  and is used for nothing else. The epoch is selected on a stratified slice
+  (``cv.select_fraction``) of the training folds. ``split_used`` in every output says so.
+
+Duplicated sequences (either strand) are reduced to one copy before folding, so no sequence
+is on both sides of a split. Every model, baseline included, sees exactly the same indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from dnadiff.data.benchmarks import available_splits, collate_sequences, load_task, resolve_task
+from dnadiff.tokenizer import Tokenizer
+from dnadiff.metrics.classification import classification_metrics, summarize
+from dnadiff.finetune.config import FitConfig
+from dnadiff.finetune.loop import fit_select, predict_proba
+from dnadiff.finetune.folds import deduplicate, drop_overlap, make_folds, stratified_subsample
+
+ModelFactory = Callable[[int, int], nn.Module]
+
+
+@dataclass
+class TaskData:
+    """Everything the CV needs of a task, already deduplicated and subsampled."""
+
+    task: str
+    class_names: list[str]
+    pool_seqs: list[str]
+    pool_labels: np.ndarray
+    test_seqs: list[str] | None
+    test_labels: np.ndarray | None
+    split_used: str
+    pool_split: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def eval_split(self) -> str:
+        """Which sequences the reported accuracies are measured on."""
+        return "test" if self.test_seqs is not None else f"{self.pool_split} (held-out CV folds)"
+
+
+def prepare_task(
+    task: str,
+    root: str | None,
+    max_per_class: int | None,
+    seed: int,
+    n_folds: int,
+    max_test_per_class: int | None = None,
+    select_fraction: float = 0.1,
+) -> TaskData:
+    """Load a task, deduplicate, drop train/test overlap, subsample, and describe the split used."""
+    task = resolve_task(task)
+    splits = available_splits(task, root)
+    if not splits:
+        raise FileNotFoundError(f"task {task!r} has no train/test folder under data.root={root}")
+    notes: list[str] = []
+    pool_split = "train" if "train" in splits else splits[0]
+    seqs, labels, classes = load_task(task, root, pool_split)
+    test_seqs = test_labels = None
+    if "train" in splits and "test" in splits:
+        test_seqs, test_labels, test_classes = load_task(task, root, "test")
+        if test_classes != classes:
+            raise ValueError(f"task {task!r}: train classes {classes} differ from test classes {test_classes}")
+    dedup = deduplicate(seqs, labels)
+    if dedup.n_duplicates or dedup.n_conflicting:
+        notes.append(
+            f"{dedup.n_duplicates} duplicate sequences (either strand) removed from {pool_split}; "
+            f"{dedup.n_conflicting} with conflicting labels dropped"
+        )
+    seqs = [seqs[i] for i in dedup.keep]
+    labels = labels[dedup.keep]
+    if test_seqs is not None:
+        keep = drop_overlap(seqs, test_seqs)
+        if len(keep) < len(seqs):
+            notes.append(f"{len(seqs) - len(keep)} train sequences also in the test split (either strand) removed")
+        seqs, labels = [seqs[i] for i in keep], labels[keep]
+        sub = stratified_subsample(test_labels, max_test_per_class, seed)
+        if len(sub) < len(test_labels):
+            notes.append(f"test split subsampled to {len(sub)} sequences (data.max_test_per_class={max_test_per_class})")
+        test_seqs, test_labels = [test_seqs[i] for i in sub], test_labels[sub]
+    sub = stratified_subsample(labels, max_per_class, seed)
+    if len(sub) < len(labels):
+        notes.append(f"{pool_split} subsampled to {len(sub)} sequences (data.max_per_class={max_per_class})")
+    seqs, labels = [seqs[i] for i in sub], labels[sub]
+    if test_seqs is not None:
+        split_used = (
+            f"train: {n_folds}-fold stratified CV (train on {n_folds - 1}/{n_folds}, select the epoch on the "
+            f"held-out fold); accuracy on the test split"
+        )
+    else:
+        missing = [s for s in ("train", "test") if s not in splits]
+        split_used = (
+            f"{pool_split} only ({', '.join(missing)} split absent under data.root): {n_folds}-fold stratified CV "
+            f"on the {pool_split} split; train on {n_folds - 1}/{n_folds} minus a {select_fraction:.0%} "
+            f"stratified slice that selects the epoch; accuracy on the held-out fold"
+        )
+    return TaskData(task, list(classes), seqs, labels, test_seqs, test_labels, split_used, pool_split, notes)
+
+
+@dataclass
+class Split:
+    """Index sets of one (seed, fold): train, epoch selection, evaluation (into pool, or test)."""
+
+    seed: int
+    fold: int
+    train: np.ndarray
+    select: np.ndarray
+    evaluate: np.ndarray
+    eval_on_test: bool
+
+
+def cv_splits(data: TaskData, n_folds: int, seeds: list[int], select_fraction: float = 0.1) -> list[Split]:
+    """All (seed, fold) splits of the protocol, deterministic for the seeds."""
+    out = []
+    for seed in seeds:
+        for k, (tr, ho) in enumerate(make_folds(data.pool_labels, n_folds, seed)):
+            if data.test_seqs is not None:
+                out.append(Split(seed, k, tr, ho, np.arange(len(data.test_seqs)), True))
+                continue
+            n_classes = len(np.unique(data.pool_labels[tr]))
+            n_select = max(n_classes, int(round(select_fraction * len(tr))))
+            fit, sel = train_test_split(
+                tr, test_size=n_select, stratify=data.pool_labels[tr], random_state=seed * 1000 + k
+            )
+            out.append(Split(seed, k, np.sort(fit), np.sort(sel), ho, False))
+    return out
+
+
+def encode(seqs: list[str], max_len: int, tokenizer: Tokenizer) -> torch.Tensor:
+    """Ids of all sequences, right-padded to the longest (center-cropped to ``max_len``)."""
+    ids, _ = collate_sequences(seqs, tokenizer, max_len, policy="center", pad_to="longest")
+    return ids
+
+
+def run_model_cv(
+    name: str,
+    factory: ModelFactory,
+    data: TaskData,
+    splits: list[Split],
+    fit_cfg: FitConfig,
+    max_len: int,
+    progress: bool = True,
+    on_fold: Callable[[nn.Module, dict], None] | None = None,
+) -> dict:
+    """Fit one fresh model per split (``factory(seed, n_classes)``), select, evaluate; per-fold rows + summary.
+
+    ``on_fold(model, row)`` sees each fold's selected model and its row (e.g. to keep the best one).
+    """
+    tok = Tokenizer()
+    pool_ids = encode(data.pool_seqs, max_len, tok)
+    pool_y = torch.from_numpy(data.pool_labels)
+    test_ids = encode(data.test_seqs, max_len, tok) if data.test_seqs is not None else None
+    rows = []
+    bar = tqdm(splits, desc=f"{data.task} {name} folds", disable=not progress)
+    for sp in bar:
+        model = factory(sp.seed, len(data.class_names))
+        fit = fit_select(
+            model,
+            (pool_ids[sp.train], pool_y[sp.train]),
+            (pool_ids[sp.select], pool_y[sp.select]),
+            fit_cfg,
+            seed=sp.seed * 1000 + sp.fold,
+            pad_id=tok.pad_id,
+            desc=f"seed {sp.seed} fold {sp.fold} epochs",
+            progress=progress,
+        )
+        if sp.eval_on_test:
+            ev_ids, ev_y = test_ids, data.test_labels
+        else:
+            ev_ids, ev_y = pool_ids[sp.evaluate], data.pool_labels[sp.evaluate]
+        metrics = classification_metrics(ev_y, predict_proba(model, ev_ids, fit_cfg.eval_batch_size, tok.pad_id))
+        rows.append({
+            "seed": sp.seed, "fold": sp.fold, "n_train": len(sp.train), "n_select": len(sp.select),
+            "n_eval": len(ev_y), "best_epoch": fit.best_epoch, "select_accuracy": fit.best_val_accuracy,
+            **metrics, "history": fit.history,
+        })
+        if on_fold is not None:
+            on_fold(model, rows[-1])
+        bar.set_postfix(acc=f"{metrics['accuracy']:.3f}")
+    return {"name": name, "folds": rows, **summarize(rows)}
+

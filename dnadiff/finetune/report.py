@@ -1,0 +1,65 @@
+"""Write cross-validation results: ``<out>/<task>/cv.json``, a markdown table ``cv.md``, a summary line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from dnadiff.atomic import atomic_write_text
+from dnadiff.metrics.classification import METRICS
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _pm(res: dict, metric: str) -> str:
+    return f"{_fmt(res[f'{metric}_mean'])} ± {_fmt(res[f'{metric}_std'])}"
+
+
+def markdown_table(result: dict) -> str:
+    """Per-fold accuracy of the model (and the baseline beside it), then mean ± std of every metric."""
+    model, base = result, result.get("baseline")
+    lines = [
+        f"# {result['task']}: {model['name']}" + (f" vs {base['name']}" if base else ""),
+        "",
+        f"- split used: {result['split_used']}",
+        f"- evaluated on: {result['eval_split']}",
+        f"- sequences: {result['n_sequences']}",
+    ]
+    lines += [f"- note: {n}" for n in result.get("notes", [])]
+    header = "| seed | fold | n_train | n_eval | best epoch | accuracy | MCC | F1 | AUROC |"
+    if base:
+        header += " CNN accuracy | CNN MCC |"
+    lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
+    for i, row in enumerate(model["folds"]):
+        cells = [row["seed"], row["fold"], row["n_train"], row["n_eval"], row["best_epoch"]]
+        cells += [_fmt(row[m]) for m in METRICS]
+        if base:
+            cells += [_fmt(base["folds"][i]["accuracy"]), _fmt(base["folds"][i]["mcc"])]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += ["", "| model | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for res in [model] + ([base] if base else []):
+        lines.append(f"| {res['name']} | " + " | ".join(_pm(res, m) for m in METRICS) + " |")
+    lines.append("")
+    lines.append("mean ± std (sample std, ddof=1) over every (seed, fold).")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, out_dir: str | Path) -> Path:
+    """Write ``<out_dir>/<task>/cv.json`` and ``cv.md``; returns the task folder."""
+    task_dir = Path(out_dir) / result["task"]
+    atomic_write_text(json.dumps(result, indent=1, default=float), task_dir / "cv.json")
+    atomic_write_text(markdown_table(result), task_dir / "cv.md")
+    return task_dir
+
+
+def summary_line(result: dict) -> str:
+    """One line per task for the end-of-run summary."""
+    if result.get("skipped"):
+        return f"{result['task']}: skipped ({result['reason']})"
+    text = f"{result['task']}: {result['name']} accuracy {_pm(result, 'accuracy')}"
+    if result.get("baseline"):
+        text += f"; CNN baseline {_pm(result['baseline'], 'accuracy')}"
+    return text + f" [{result['eval_split']}]"
