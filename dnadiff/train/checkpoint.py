@@ -161,9 +161,14 @@ def load_model(path: str | os.PathLike, use_ema: bool = True, map_location: Any 
     """Load a language model from a training checkpoint or an export (folder or .safetensors), in eval mode.
 
     Weights are read with ``weights_only=True`` (checkpoints) or safetensors (exports); the
-    vocabulary stored with them must equal dnadiff's.
+    vocabulary stored with them must equal dnadiff's. A Hugging Face Caduceus snapshot folder
+    (config.json with a model_type) loads through ``dnadiff.models.hf_caduceus``.
     """
     path = Path(path)
+    from dnadiff.models.hf_caduceus import is_hf_snapshot, load_hf_snapshot
+
+    if is_hf_snapshot(path):
+        return load_hf_snapshot(path, map_location)
     if _is_export(path):
         from safetensors.torch import load_file
 
@@ -187,5 +192,18 @@ def export_model(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, use_e
     _build(meta, state, str(ckpt_path))
     out = Path(out_dir)
     atomic_write_bytes(save(state, metadata={"format": "pt"}), out / EXPORT_WEIGHTS)
-    atomic_write_bytes(json.dumps({**meta, "exported_from": str(ckpt_path), "ema": use_ema}, indent=1).encode(), out / EXPORT_CONFIG)
+    info = {**without_abs_paths(meta), "exported_from": Path(ckpt_path).name, "ema": use_ema}
+    atomic_write_bytes(json.dumps(info, indent=1).encode(), out / EXPORT_CONFIG)
     return out
+
+
+def without_abs_paths(obj: Any) -> Any:
+    """A copy with every absolute path string (e.g. the run's data.fasta, out dir) cut to its file
+    name, so that an export carries no paths of the exporting machine."""
+    if isinstance(obj, Mapping):
+        return {k: without_abs_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [without_abs_paths(v) for v in obj]
+    if isinstance(obj, str) and (os.path.isabs(obj) or obj.startswith("~")):
+        return Path(obj).name
+    return obj
