@@ -17,13 +17,14 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 from omegaconf import MISSING
 
 from dnadiff.atomic import atomic_write_bytes
+from dnadiff.config import ConfigError
 from dnadiff.errors import first_line
 from dnadiff.tokenizer import Tokenizer, TokenizerError
 
@@ -37,13 +38,22 @@ MODEL_PREFIX = "model."
 EMA_PREFIX = "ema.module."
 
 
+EXPORT_FORMATS: tuple[str, ...] = ("dnadiff", "hf")
+
+
 @dataclass
 class ExportConfig:
-    """``python -m dnadiff.export``: which checkpoint, where to, and which weights."""
+    """``python -m dnadiff.export``: which checkpoint, where to, which weights, which format."""
 
-    ckpt: str = MISSING
+    ckpt: str = MISSING  # a training checkpoint, a dnadiff export or a Hugging Face Caduceus snapshot
     out: str = MISSING
     use_ema: bool = True
+    format: str = "dnadiff"  # dnadiff | hf (the Caduceus authors' schema; caduceus_ps / caduceus_ph only)
+    code_repo: Optional[str] = None  # format=hf: a hub repository the auto_map names; null = code files beside
+
+    def validate(self, prefix: str = "") -> None:
+        if self.format not in EXPORT_FORMATS:
+            raise ConfigError(f"format must be one of {', '.join(EXPORT_FORMATS)}; got {self.format!r}")
 
 
 class CheckpointError(RuntimeError):
@@ -136,9 +146,14 @@ def load_model(path: str | os.PathLike, use_ema: bool = True, map_location: Any 
     """Load a language model from a training checkpoint or an export (folder or .safetensors), in eval mode.
 
     Weights are read with ``weights_only=True`` (checkpoints) or safetensors (exports); the
-    vocabulary stored with them must equal dnadiff's.
+    vocabulary stored with them must equal dnadiff's. A Hugging Face Caduceus snapshot folder
+    (config.json with a model_type) loads through ``dnadiff.models.hf_caduceus``.
     """
     path = Path(path)
+    from dnadiff.models.hf_caduceus import is_hf_snapshot, load_hf_snapshot
+
+    if is_hf_snapshot(path):
+        return load_hf_snapshot(path, map_location)
     if _is_export(path):
         from safetensors.torch import load_file
 
@@ -162,7 +177,8 @@ def export_model(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, use_e
     _build(meta, state, str(ckpt_path))
     out = Path(out_dir)
     atomic_write_bytes(save(state, metadata={"format": "pt"}), out / EXPORT_WEIGHTS)
-    atomic_write_bytes(json.dumps({**meta, "exported_from": str(ckpt_path), "ema": use_ema}, indent=1).encode(), out / EXPORT_CONFIG)
+    info = {**without_abs_paths(meta), "exported_from": Path(ckpt_path).name, "ema": use_ema}
+    atomic_write_bytes(json.dumps(info, indent=1).encode(), out / EXPORT_CONFIG)
     return out
 
 
@@ -221,3 +237,14 @@ def _version() -> str:
 
     return __version__
 
+
+def without_abs_paths(obj: Any) -> Any:
+    """A copy with every absolute path string (e.g. the run's data.fasta, out dir) cut to its file
+    name, so that an export carries no paths of the exporting machine."""
+    if isinstance(obj, Mapping):
+        return {k: without_abs_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [without_abs_paths(v) for v in obj]
+    if isinstance(obj, str) and (os.path.isabs(obj) or obj.startswith("~")):
+        return Path(obj).name
+    return obj

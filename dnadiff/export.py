@@ -1,6 +1,8 @@
-"""``python -m dnadiff.export ckpt=PATH out=DIR``: write safetensors weights + config.json for sharing.
+"""``python -m dnadiff.export ckpt=PATH out=DIR [format=dnadiff|hf]``: safetensors weights + config.json for sharing.
 
-The export loads with ``dnadiff.load_model(DIR)`` and holds no pickled code.
+``format=dnadiff`` (default) writes dnadiff's export, which loads with ``dnadiff.load_model(DIR)``;
+``format=hf`` writes a snapshot in the Caduceus authors' Hugging Face schema
+(``dnadiff.models.hf_caduceus.export_hf``). Neither holds pickled code.
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ PROG = "python -m dnadiff.export"
 
 def export(cfg: ExportConfig) -> Path:
     """Export as configured; returns the output folder."""
-    from dnadiff.checkpoint import export_model
+    if cfg.format == "hf":
+        from dnadiff.models.hf_caduceus import export_hf_checkpoint
 
-    out = export_model(cfg.ckpt, cfg.out, use_ema=cfg.use_ema)
-    print(f"exported {cfg.ckpt} -> {out}/model.safetensors + config.json")
+        out = export_hf_checkpoint(cfg.ckpt, cfg.out, use_ema=cfg.use_ema, code_repo=cfg.code_repo)
+    else:
+        from dnadiff.checkpoint import export_model
+
+        out = export_model(cfg.ckpt, cfg.out, use_ema=cfg.use_ema)
+    print(f"exported {cfg.ckpt} -> {out}/model.safetensors + config.json ({cfg.format} format)")
     return out
 
 

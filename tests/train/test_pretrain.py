@@ -111,6 +111,12 @@ def test_checkpoint_metadata_export_and_load(tmp_path: Path, hg38_fasta: Path) -
     x = dnadiff.Tokenizer().encode_batch(["ACGT" * 32])
     exported = export_model(ckpt, tmp_path / "export")
     assert (exported / "model.safetensors").is_file()
+    text = (exported / "config.json").read_text()
+    info = json.loads(text)
+    assert info["exported_from"] == "last.ckpt"
+    # no path of the exporting machine: not the run folder, not the shared FASTA's folder
+    assert str(tmp_path) not in text and str(hg38_fasta.parent) not in text
+    assert info["config"]["data"]["fasta"] == hg38_fasta.name and info["config"]["out_dir"] == tmp_path.name
     same = dnadiff.load_model(exported)
     torch.testing.assert_close(model(x), same(x))
     assert not list(tmp_path.glob(".*.tmp")), "temporary files left behind"
