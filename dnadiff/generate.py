@@ -2,8 +2,8 @@
 
 Writes a FASTA of N generated sequences; each header holds ``sampler``, ``steps``, ``nfe`` (the
 network evaluations that sequence took part in), ``seed``, ``temperature``, ``top_p`` and
-``guidance``. MDLM and SEDD checkpoints use the samplers of :data:`dnadiff.sampling.pipeline.SAMPLERS`
-(SPEC section 6); AR checkpoints are sampled by recurrence whatever ``sampler`` says. Infilling:
+``guidance``. MDLM and SEDD checkpoints use the samplers of :data:`dnadiff.sampling.pipeline.SAMPLERS`;
+AR checkpoints are sampled by recurrence whatever ``sampler`` says. Infilling:
 ``infill.fasta=PATH infill.region=CONTIG:START-END infill.mask=START-END`` (samtools-style,
 1-based inclusive; the mask is relative to the region) generates the masked span and keeps the
 flanks; ``infill.motif=SEQ infill.motif_position=P`` (1-based) fixes a motif. Guidance:

@@ -1,6 +1,6 @@
 """Nucleotide tokenizer: characters <-> token ids, and the complement map on ids.
 
-The vocabulary is the Caduceus character tokenizer's (SPEC section 1), so that ids line up
+The vocabulary is the Caduceus character tokenizer's, so that ids line up
 with Caduceus-style checkpoints: seven special tokens, then A, C, G, T, N. The vocabulary
 order is part of every dnadiff checkpoint; :meth:`Tokenizer.check_vocab` refuses a mismatch.
 """

@@ -1,6 +1,6 @@
 """K-fold cross-validation of fine-tuned backbones (and the CNN baseline) on a Genomic Benchmarks task.
 
-Protocol (SPEC section 9), for each seed in ``cv.seeds`` and each of ``cv.folds`` stratified
+Protocol, for each seed in ``cv.seeds`` and each of ``cv.folds`` stratified
 folds (:mod:`dnadiff.finetune.folds`):
 
 - **Both splits on disk** (train and test): the folds cut the train split; a model trains on

@@ -1,5 +1,5 @@
 """Caduceus pieces: BiMamba, the RCPS (reverse-complement parameter sharing) wrapper, and the
-reverse-complement helpers (SPEC section 7).
+reverse-complement helpers.
 
 Weight sharing in BiMamba (the Caduceus choice, ``bidirectional_weight_tie=True``): the forward
 and reverse directions share ``in_proj`` and ``out_proj`` (one parameter tensor each, so they

@@ -1,4 +1,4 @@
-"""Sequence-classification heads on any dnadiff backbone (SPEC section 9).
+"""Sequence-classification heads on any dnadiff backbone.
 
 A :class:`SequenceClassifier` wraps a language model that exposes
 ``hidden_states(input_ids) -> (B, L, d_hidden)`` and turns it into a classifier:

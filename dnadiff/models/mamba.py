@@ -1,4 +1,4 @@
-"""Mamba (selective SSM) mixer, its pre-norm residual block and RMSNorm (SPEC section 7).
+"""Mamba (selective SSM) mixer, its pre-norm residual block and RMSNorm.
 
 The mixer follows mamba-ssm's ``mamba_simple.Mamba``:
 

@@ -1,4 +1,4 @@
-"""Training objectives on token ids: MDLM and the baselines that share its interface (SPEC sections 4-5).
+"""Training objectives on token ids: MDLM and the baselines that share its interface.
 
 Every objective has ``batch_loss(model, batch)`` and ``eval_batch(model, batch)`` returning a
 ``LossOutput``, and the attributes ``likelihood`` (is the figure a (bound on a) likelihood?) and

@@ -1,4 +1,4 @@
-"""AR baseline: next-token cross-entropy of a causal (unidirectional) model; an exact NLL (SPEC section 5).
+"""AR baseline: next-token cross-entropy of a causal (unidirectional) model; an exact NLL.
 
 Convention (shared with ``dnadiff.sampling.ar``): the model reads [BOS] x_1 ... x_{L-1} and its
 output at position i is p_theta(x_i | x_<i). Per sequence,

@@ -1,4 +1,4 @@
-"""MDLM: the continuous-time masked-diffusion NELBO with the SUBS parameterisation (SPEC sections 2-4).
+"""MDLM: the continuous-time masked-diffusion NELBO with the SUBS parameterisation.
 
 Forward process: every token is independently replaced by the mask with probability 1 - alpha_t.
 Reverse model (SUBS): x_theta(z_t) is the network's softmax with the mask logit forced to -inf,

@@ -1,4 +1,4 @@
-"""MLM baseline: BERT-style masked language modelling on the same backbones (SPEC section 5).
+"""MLM baseline: BERT-style masked language modelling on the same backbones.
 
 Not a likelihood model (``likelihood = False``, ``is_bound = False``): its figure is the
 cross-entropy on the selected positions, not an NLL of the sequence, and must not be read as a

@@ -1,4 +1,4 @@
-"""SEDD baseline: absorbing-state score entropy (Lou et al. 2024) with MDLM's schedules (SPEC section 5).
+"""SEDD baseline: absorbing-state score entropy (Lou et al. 2024) with MDLM's schedules.
 
 Forward process as MDLM: q(z_t^l | x^l) = alpha_t x^l + (1 - alpha_t) m, alpha_t = exp(-sigma(t)),
 so the forward rate from any token y to the mask is sigma'(t) = -alpha'_t / alpha_t.

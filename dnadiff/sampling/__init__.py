@@ -1,4 +1,4 @@
-"""Generation from dnadiff models (SPEC section 6).
+"""Generation from dnadiff models.
 
 - :func:`ancestral_sample` (``cache=True``: the cached sampler), :func:`semi_ar_sample`,
   :func:`infill_sample` (+ :func:`span_template`, :func:`motif_template`) for MDLM models,

@@ -1,4 +1,4 @@
-"""Guidance of MDLM sampling toward a class c (SPEC section 6). Both wrappers have the
+"""Guidance of MDLM sampling toward a class c. Both wrappers have the
 :class:`~dnadiff.sampling.denoiser.Denoiser` call ``(z, t, rows) -> log x_theta`` and so plug
 into every sampler; guidance acts only on masked positions (carry-over keeps the rest).
 

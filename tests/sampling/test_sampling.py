@@ -1,4 +1,4 @@
-"""Samplers (SPEC section 6): ancestral correctness against known x_theta, caching, the one-step
+"""Samplers: ancestral correctness against known x_theta, caching, the one-step
 marginal of the forward process, infilling, semi-AR, guidance, AR recurrence, and the CLI."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Selective-scan backends behind one function (SPEC section 7).
+"""Selective-scan backends behind one function.
 
 ``selective_scan`` has the signature and semantics of mamba-ssm's ``selective_scan_fn``:
 
