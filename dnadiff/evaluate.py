@@ -1,8 +1,11 @@
 """``python -m dnadiff.evaluate ckpt=PATH [data.*] [split=test] [out=PATH.json]``: held-out likelihood.
 
-Reports nats/token (with its window-clustered standard error), bits/base and perplexity over the
-evaluation windows of ``split``; for diffusion objectives these are upper bounds (``is_bound:
-true``) from the NELBO averaged over ``eval.draws`` stratified (t, z_t) draws per window.
+Reports nats/token (with its window-clustered standard error, in the JSON and on the printed
+line), bits/base and perplexity over the evaluation windows of ``split``. For diffusion objectives
+these are upper bounds on the NLL (``is_bound: true``): the exact prior term, the NELBO over
+[t_min, 1] and the reconstruction term at t_min, averaged over ``eval.draws`` stratified
+(t, z_t) draws per window; the JSON also gives the Monte Carlo part of the standard error
+(``nats_per_token_mc_stderr``) and each term (``bound_terms_nats_per_token``).
 """
 
 from __future__ import annotations

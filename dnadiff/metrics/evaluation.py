@@ -42,6 +42,11 @@ def heldout_nll(model: torch.nn.Module, objective: Any, loader: DataLoader, devi
 
 def evaluate_checkpoint(cfg: EvaluateConfig) -> dict[str, Any]:
     """Evaluate a checkpoint as configured; returns (and writes) the report."""
+    return evaluate_windows(cfg)[0]
+
+
+def evaluate_windows(cfg: EvaluateConfig) -> tuple[dict[str, Any], HeldoutNLL]:
+    """:func:`evaluate_checkpoint`, also returning the per-window totals (for paired comparisons)."""
     ckpt = Path(cfg.ckpt)
     meta = read_metadata(ckpt)
     data_cfg = cfg.data
@@ -61,10 +66,19 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> dict[str, Any]:
     nll_sum, n_tokens = (float(v) for v in totals.sums())
     figures = objective_report(nll_sum, n_tokens, objective.likelihood)
     stderr = totals.standard_error()
+    prefix = "nats_per_token" if objective.likelihood else "masked_token_ce_nats"
     report = {
         **figures,
-        "nats_per_token_stderr" if objective.likelihood else "masked_token_ce_nats_stderr": stderr,
+        f"{prefix}_stderr": stderr,
         "stderr_kind": "window-clustered (draws nested in windows), delta method for the ratio of sums",
+    }
+    if objective.is_bound:
+        report[f"{prefix}_mc_stderr"] = totals.mc_standard_error()
+        report["mc_stderr_kind"] = "Monte Carlo noise alone (windows fixed), from the spread of the draws in each window"
+        report["bound_terms_nats_per_token"] = totals.term_per_token()
+        report["bound_terms"] = ("prior: exact KL(q(z_1|x) || p_theta(z_1)) = alpha_1 * sum CE(all-mask); "
+                                 "diffusion: integral over [t_min, 1]; reconstruction: -log p_theta(x | z_{t_min})")
+    report.update({
         "likelihood": bool(objective.likelihood),
         "n_tokens": int(n_tokens),
         "n_windows": len(dataset),
@@ -79,9 +93,9 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> dict[str, Any]:
         "bed": str(source.bed) if source.bed else None,
         "ckpt": str(ckpt),
         "ema": cfg.use_ema,
-    }
+    })
     out_path = Path(cfg.out) if cfg.out else (ckpt if ckpt.is_dir() else ckpt.parent) / f"eval_{cfg.split}.json"
     atomic_write_bytes(json.dumps(report, indent=1).encode(), out_path)
     report["out"] = str(out_path)
     report["line"] = describe_report(figures, objective.is_bound, stderr)
-    return report
+    return report, totals

@@ -1,7 +1,11 @@
-"""MDLM objective: schedules, SUBS, the continuous NELBO and the discrete bound L_T.
+"""MDLM objective: schedules, SUBS, the continuous NELBO, the discrete bound L_T and the evaluation bound.
 
-The NELBO is checked against an exact computation: for windows of L = 8 real bases we enumerate
-all 2^L mask patterns, so E_{z_t}[.] is a finite sum and the t-integral a Gauss-Legendre quadrature.
+The estimators are checked against exact computations (:mod:`tests.exact`): for windows of L = 5
+or 8 real bases every mask pattern is enumerated, so E_{z_t}[.] is a finite sum and the t-integral
+a Gauss-Legendre quadrature, and the T-step model's likelihood p_T(x) is a dynamic programme. The
+true statements about L_T are tested (SPEC section 4): -log p_T(x) <= L_T(x) for every x;
+L_T -> the continuous bound as T grows; L_T >= the continuous bound in expectation over the data
+(for the data's exact denoiser), not per sequence.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import torch.nn as nn
 
 import dnadiff
 from dnadiff.data.genome import Genome
+from dnadiff.objectives import build_objective
 from dnadiff.objectives.mdlm import MDLM, forward_mask, masked_nll, sample_times, subs_log_probs
 from dnadiff.objectives.schedules import LogLinearSchedule, NoiseSchedule, build_schedule
 from dnadiff.tokenizer import Tokenizer
+from tests.exact import BayesOracle, ExactBounds, kmer_distribution, neg_log_p_T
 
 TOK = Tokenizer()
 L = 8
@@ -114,10 +120,7 @@ def test_loss_equals_independent_per_position_computation() -> None:
 
 
 class _ContextOracle(nn.Module):
-    """A denoiser for one fixed x whose accuracy grows with the number of unmasked tokens.
-
-    Its per-masked-token loss then increases with t, which is when L_T >= NELBO provably holds.
-    """
+    """A z-dependent denoiser for one fixed x whose accuracy grows with the number of unmasked tokens."""
 
     def __init__(self, x: torch.Tensor) -> None:
         super().__init__()
@@ -132,40 +135,6 @@ class _ContextOracle(nn.Module):
         return logits
 
 
-def _pattern_nll(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(number masked, summed masked NLL) for every one of the 2^L mask patterns of x."""
-    patterns = torch.tensor(list(itertools.product([0, 1], repeat=x.shape[-1])), dtype=torch.bool)
-    z = torch.where(patterns, torch.full_like(x, TOK.mask_id).expand(len(patterns), -1), x.expand(len(patterns), -1))
-    with torch.no_grad():
-        nll = masked_nll(model(z), x.expand_as(z), z, TOK.mask_id).double().sum(-1)
-    return patterns.sum(-1).double(), nll
-
-
-def _expected_masked_nll(k: torch.Tensor, nll: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """E_{z_t}[sum masked NLL] at each alpha, exactly (finite sum over patterns)."""
-    n = 8
-    p = (1 - alpha[:, None]) ** k[None] * alpha[:, None] ** (n - k[None])
-    return (p * nll[None]).sum(-1)
-
-
-def exact_nelbo(model: nn.Module, x: torch.Tensor, sched: NoiseSchedule, t_min: float) -> float:
-    k, nll = _pattern_nll(model, x)
-    nodes, weights = np.polynomial.legendre.leggauss(400)
-    t = torch.tensor(t_min + (1 - t_min) * (nodes + 1) / 2, dtype=torch.float64)
-    w = torch.tensor(weights * (1 - t_min) / 2, dtype=torch.float64)
-    f = _expected_masked_nll(k, nll, sched.alpha(t))
-    # E over t ~ U[t_min, 1] of the weighted integrand (the training estimator's expectation).
-    return float((w * sched.weight(t) * f).sum() / (1 - t_min))
-
-
-def exact_discrete(model: nn.Module, x: torch.Tensor, sched: NoiseSchedule, num_steps: int) -> float:
-    k, nll = _pattern_nll(model, x)
-    i = torch.arange(1, num_steps + 1, dtype=torch.float64)
-    t, s = i / num_steps, (i - 1) / num_steps
-    a_t, a_s = sched.alpha(t), sched.alpha(s)
-    return float(((a_s - a_t) / (1 - a_t) * _expected_masked_nll(k, nll, a_t)).sum())
-
-
 @pytest.fixture(scope="module")
 def real_octamers(hg38_fasta) -> torch.Tensor:
     genome = Genome(hg38_fasta)
@@ -173,44 +142,167 @@ def real_octamers(hg38_fasta) -> torch.Tensor:
     return TOK.encode_batch(seqs)
 
 
-def test_discrete_bound_decreases_to_continuous_nelbo(real_octamers: torch.Tensor) -> None:
-    sched = LogLinearSchedule(eps=0.0)
-    x = real_octamers[0]
-    oracle = _ContextOracle(x)
-    cont = exact_nelbo(oracle, x, sched, t_min=0.0)
-    bounds = [exact_discrete(oracle, x, sched, T) for T in (1, 2, 4, 16, 128, 1024)]
-    assert all(b >= cont - 1e-9 for b in bounds), (bounds, cont)
-    assert all(b1 >= b2 for b1, b2 in zip(bounds, bounds[1:])), bounds
-    assert bounds[-1] - cont < 1e-2 * cont and bounds[0] - cont > 0.05 * cont
+@pytest.fixture(scope="module")
+def pentamer_oracle(hg38_fasta) -> BayesOracle:
+    """The exact denoiser of the 5-mer distribution of 200 kb of real chr2 (a data distribution at L = 5)."""
+    text = Genome(hg38_fasta).fetch("chr2", 1_000_000, 1_200_000)
+    return BayesOracle(kmer_distribution(text, 5), 5)
 
 
-def test_discrete_bound_converges_for_random_caduceus_on_real_windows(real_octamers: torch.Tensor) -> None:
+SCHEDULES = [("loglinear", 0.0), ("loglinear", 0.05), ("cosine", 0.05)]
+
+
+@pytest.mark.parametrize("name,eps", SCHEDULES)
+def test_T_step_likelihood_is_bounded_by_L_T_exactly(name: str, eps: float, pentamer_oracle, real_octamers) -> None:
+    """-log p_T(x) <= L_T(x) for every sequence, by exact enumeration (L = 5), prior and reconstruction included."""
+    sched = build_schedule(name, eps)
+    torch.manual_seed(9)
+    caduceus = dnadiff.build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref").eval()
+    xs = [real_octamers[i, :5] for i in range(3)] + [pentamer_oracle.seqs[j] for j in (0, 341, 1023)]
+    for model in (pentamer_oracle, caduceus, _ContextOracle(xs[0])):
+        for x in xs:
+            exact = ExactBounds(model, x, sched)
+            for steps in (1, 2, 3, 8):
+                nll, bound = neg_log_p_T(model, x, sched, steps), exact.discrete(steps)
+                assert nll <= bound + 1e-9, (type(model).__name__, name, eps, steps, nll, bound)
+    # One step without a prior term is a factorised model whose bound is tight: the DP and L_T agree.
+    if eps == 0.0 and name == "loglinear":
+        x = xs[0]
+        assert neg_log_p_T(caduceus, x, sched, 1) == pytest.approx(ExactBounds(caduceus, x, sched).discrete(1), rel=1e-9)
+
+
+def test_L_T_converges_to_the_continuous_bound(real_octamers: torch.Tensor) -> None:
     torch.manual_seed(5)
     model = dnadiff.build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref").eval()
-    sched = LogLinearSchedule(eps=0.0)
-    for x in real_octamers:
-        cont = exact_nelbo(model, x, sched, t_min=0.0)
-        gaps = [abs(exact_discrete(model, x, sched, T) - cont) for T in (4, 64, 2048)]
-        assert gaps[2] < gaps[0] and gaps[2] < 1e-3 * cont, gaps
+    for name, eps in SCHEDULES:
+        sched = build_schedule(name, eps)
+        for x in real_octamers:
+            exact = ExactBounds(model, x, sched)
+            cont = exact.nelbo()
+            gaps = [abs(exact.discrete(T) - cont) for T in (4, 64, 2048)]
+            assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-3 * cont, (name, eps, gaps)
+
+
+def test_L_T_exceeds_the_continuous_bound_in_expectation_on_data_but_not_per_sequence(pentamer_oracle) -> None:
+    """For the data distribution's exact denoiser, E_x[L_T] >= E_x[NELBO] and E_x[L_T] falls as T doubles
+    (the expected CE per masked token rises with t); per sequence the inequality fails for some x."""
+    sched = LogLinearSchedule(eps=1e-3)
+    p = pentamer_oracle.probs
+    bounds = [ExactBounds(pentamer_oracle, x, sched) for x in pentamer_oracle.seqs]
+    nelbo = torch.tensor([b.nelbo() for b in bounds], dtype=torch.float64)
+    expected = float((p * nelbo).sum())
+    entropy = float(-(p * p.log()).sum())
+    # For the exact denoiser the continuous bound is tight in expectation (up to O(eps^2)) ...
+    assert entropy - 1e-9 <= expected < entropy + 1e-5, (expected, entropy)
+    # ... and only with its prior term: without it, the "bound" would fall below the entropy.
+    prior = float((p * torch.tensor([b.prior() for b in bounds], dtype=torch.float64)).sum())
+    assert prior > 1e-3 and expected - prior < entropy - 1e-3
+    previous = math.inf
+    violations = 0
+    for steps in (1, 2, 4, 8, 16):
+        disc = torch.tensor([b.discrete(steps) for b in bounds], dtype=torch.float64)
+        e_disc = float((p * disc).sum())
+        assert expected <= e_disc < previous, (steps, expected, e_disc, previous)
+        previous = e_disc
+        violations += int((disc < nelbo - 1e-9).sum())
+    assert violations > 0, "expected per-sequence counterexamples to L_T >= NELBO at L = 5"
+
+
+def test_prior_term_is_alpha_1_times_all_mask_cross_entropy(real_octamers: torch.Tensor) -> None:
+    torch.manual_seed(10)
+    model = dnadiff.build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref").eval()
+    x = real_octamers
+    with torch.no_grad():
+        for eps in (1e-3, 0.05):
+            obj = MDLM(LogLinearSchedule(eps), TOK.mask_id, TOK.pad_id)
+            z = torch.full_like(x, TOK.mask_id)
+            logp = torch.log_softmax(model(z).double()[..., [7, 8, 9, 10, 11, 0, 1, 2, 4, 5, 6]], -1)[..., :5]
+            ce = -logp.gather(-1, (x - 7).unsqueeze(-1)).squeeze(-1).sum(-1)
+            torch.testing.assert_close(obj.prior_term(model, x).double(), eps * ce, rtol=1e-5, atol=1e-6)
+        assert torch.all(MDLM(build_schedule("cosine", 1e-3), TOK.mask_id, TOK.pad_id).prior_term(model, x) == 0)
+
+
+def _eval_batch(x: torch.Tensor, draws: int, n: int, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    u0 = torch.rand(n, 1, generator=g)
+    t_u = (u0 + torch.arange(draws) / draws) % 1.0
+    return {"input_ids": x.expand(n, -1), "t_u": t_u, "uniforms": torch.rand(n, draws, x.shape[-1], generator=g)}
+
+
+@pytest.mark.parametrize("objective,schedule", [("mdlm", "loglinear"), ("mdlm", "cosine"), ("sedd", "loglinear")])
+def test_evaluation_bound_matches_exact_expectation(objective: str, schedule: str, real_octamers) -> None:
+    """eval_batch's mean over many windows = prior + int_{t_min}^1 + reconstruction at t_min, computed exactly."""
+    torch.manual_seed(11)
+    model = dnadiff.build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref").eval()
+    sched = build_schedule(schedule, 1e-3)
+    obj = build_objective({"name": objective, "schedule": schedule}, TOK)
+    x = real_octamers[2]
+    exact = ExactBounds(model, x, sched, objective)
+    with torch.no_grad():
+        outs = [obj.eval_batch(model, _eval_batch(x, 4, 512, seed)) for seed in range(8)]
+    per_window = torch.cat([o.per_sequence for o in outs]).double()
+    est, se = float(per_window.mean()), float(per_window.std() / math.sqrt(len(per_window)))
+    target = exact.eval_bound(obj.t_min)
+    assert abs(est - target) < 4 * se, (est, target, se)
+    # the terms: the prior is exact (no noise), the reconstruction term is there for the cosine schedule
+    terms = {k: torch.cat([o.terms[k] for o in outs]).double() for k in outs[0].terms}
+    assert float(terms["prior"].mean()) == pytest.approx(exact.prior(), rel=1e-4, abs=1e-9)
+    recon = float(exact.f(torch.tensor([obj.t_min], dtype=torch.float64)))
+    assert abs(float(terms["reconstruction"].mean()) - recon) < 4 * float(terms["reconstruction"].std()) / math.sqrt(
+        len(per_window)) + 1e-9
+    if schedule == "cosine":
+        assert recon > 1e-3 * target and exact.prior() == 0.0
+    else:
+        assert exact.prior() > 1e-4 * target
+
+
+def test_eval_batch_averages_each_draws_own_noise(real_octamers: torch.Tensor) -> None:
+    """Draw k uses its own (t_k, z_k); the window's figure is the mean over draws, not the sum or one draw."""
+    torch.manual_seed(12)
+    model = dnadiff.build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref").eval()
+    obj = MDLM(LogLinearSchedule(1e-3), TOK.mask_id, TOK.pad_id)
+    x = real_octamers
+    batch = _eval_batch(x[0], 4, 3, 13)
+    batch["input_ids"] = x
+    with torch.no_grad():
+        out = obj.eval_batch(model, batch)
+        prior = obj.prior_term(model, x)
+        per_draw = []
+        for k in range(4):
+            t = (1 - obj.t_min) * batch["t_u"][:, k] + obj.t_min
+            u = batch["uniforms"][:, k]
+            z = torch.where(u < (1 - obj.schedule.alpha(t)).unsqueeze(-1), TOK.mask_id, x)
+            cont = (1 - obj.t_min) / t * masked_nll(model(z), x, z, TOK.mask_id).sum(-1)
+            z0 = torch.where(u < (1 - obj.schedule.alpha(torch.tensor(obj.t_min))), TOK.mask_id, x)
+            recon = masked_nll(model(z0), x, z0, TOK.mask_id).sum(-1)
+            per_draw.append(cont + recon + prior)
+    expected = torch.stack(per_draw, 1)
+    torch.testing.assert_close(out.per_sequence, expected.mean(1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.nll_sum, expected.mean(1).sum(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(out.per_draw.sort(1).values, expected.sort(1).values, rtol=1e-5, atol=1e-5)
+    assert int(out.n_tokens) == x.numel()
 
 
 def test_monte_carlo_nelbo_and_discrete_estimators_match_exact(real_octamers: torch.Tensor) -> None:
     torch.manual_seed(6)
     model = dnadiff.build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref").eval()
-    sched = LogLinearSchedule(eps=1e-3)
-    obj = MDLM(sched, TOK.mask_id, TOK.pad_id, t_min=1e-3)
-    x = real_octamers[1]
-    batch = x.expand(256, -1)
-    g = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        cont = torch.stack([obj.loss(model, batch, generator=g).per_sequence.mean() for _ in range(8)]).double()
-        disc = torch.cat([obj.discrete_loss(model, batch, 16, generator=g).per_sequence for _ in range(8)]).double()
-    exact_c = exact_nelbo(model, x, sched, t_min=1e-3)
-    exact_d = exact_discrete(model, x, sched, 16)
-    se_c = cont.std() / math.sqrt(len(cont))
-    se_d = disc.std() / math.sqrt(len(disc))
-    assert abs(cont.mean() - exact_c) < 4 * se_c + 1e-6, (float(cont.mean()), exact_c, float(se_c))
-    assert abs(disc.mean() - exact_d) < 4 * se_d + 1e-6, (float(disc.mean()), exact_d, float(se_d))
+    for name in ("loglinear", "cosine"):
+        sched = build_schedule(name, 1e-3)
+        obj = MDLM(sched, TOK.mask_id, TOK.pad_id, t_min=1e-3)
+        x = real_octamers[1]
+        batch = x.expand(256, -1)
+        g = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            cont = torch.stack([obj.loss(model, batch, generator=g).per_sequence.mean() for _ in range(8)]).double()
+            disc = torch.cat([obj.discrete_loss(model, batch, 16, generator=g).per_sequence for _ in range(8)]).double()
+        exact = ExactBounds(model, x, sched)
+        # training loss: E_{t ~ U[t_min, 1]} of the weighted integrand (no end terms)
+        exact_c = exact.integral(1e-3) / (1 - 1e-3)
+        exact_d = exact.discrete(16)
+        se_c = cont.std() / math.sqrt(len(cont))
+        se_d = disc.std() / math.sqrt(len(disc))
+        assert abs(cont.mean() - exact_c) < 4 * se_c + 1e-6, (name, float(cont.mean()), exact_c, float(se_c))
+        assert abs(disc.mean() - exact_d) < 4 * se_d + 1e-6, (name, float(disc.mean()), exact_d, float(se_d))
 
 
 def test_pad_tokens_are_never_masked_nor_counted() -> None:
