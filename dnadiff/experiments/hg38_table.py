@@ -22,10 +22,10 @@ so no two rows share a noise draw. Each run reports its window-clustered standar
 windows and noise) and its Monte Carlo standard error (noise alone). Each objective is compared
 with AR by the PPL ratio exp(mean over seeds of (bound - NLL) per token), paired over the same
 windows and over the training seeds (seed s of one objective against seed s of AR); its 95%
-interval adds the spread of the per-seed ratios over seeds and the window-clustered spread of the
-seed-averaged per-window differences (a conservative two-way clustered variance), with a t
-quantile on Satterthwaite's degrees of freedom. An interval that contains 1 leaves the ranking
-unresolved, and the table says so.
+interval comes from the two-way (seeds x windows) variance of the paired differences, which
+counts the training-seed spread, the test windows' spread and the Monte Carlo noise once each,
+with a t quantile on Satterthwaite's degrees of freedom (see :func:`paired_ratio`). An interval
+that contains 1 leaves the ranking unresolved, and the table says so.
 
 Writes ``bench/results/hg38_table.json`` (with every run's per-window figures, so ``--render``
 recomputes every statistic) and ``.md``, beside the MDLM paper's published HG38 figures (their runs:
@@ -167,11 +167,6 @@ def train_and_test(objective: str, seed: int, args: argparse.Namespace, fasta: P
     }
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 COMPARISONS = (("mdlm", "ar"), ("sedd", "ar"), ("sedd", "mdlm"))
 
 
@@ -192,11 +187,13 @@ def clustered_var(y: torch.Tensor, n: torch.Tensor) -> float:
 def paired_ratio(runs: list[dict[str, Any]], obj: str, ref: str, level: float = 0.95) -> dict[str, Any] | None:
     """The PPL ratio obj/ref, paired over windows and seeds, with per-seed and all-seed intervals.
 
-    Per seed s: theta_s = sum_w (y_obj - y_ref) / sum_w n (the log PPL ratio) with its
-    window-clustered variance (test windows and noise). All seeds: theta = mean_s theta_s, variance
-    var_s(theta_s) / S + the window-clustered variance of the seed-averaged differences (each part
-    counts the noise and the seed x window interaction once: conservative); t quantile with
-    Satterthwaite's degrees of freedom.
+    d_sw = y_obj - y_ref of window w under training seed s (n_w tokens). Per seed:
+    theta_s = sum_w d_sw / sum_w n_w (the log PPL ratio), with its window-clustered variance (test
+    windows and noise), t quantile on W - 1 degrees of freedom. All seeds: theta = mean_s theta_s,
+    with the two-way (seeds x windows) random-effects variance V_seed + V_window - V_cell (the
+    balanced two-way ANOVA identity, in ratio form; floored at the larger one-way part), which
+    counts the training-seed spread, the windows' spread and the Monte Carlo noise once each;
+    t quantile on Satterthwaite's degrees of freedom.
     """
     by = {(r["objective"], r["seed"]): r for r in runs}
     seeds = sorted(s for (o, s) in by if o == obj and (ref, s) in by)
@@ -215,14 +212,23 @@ def paired_ratio(runs: list[dict[str, Any]], obj: str, ref: str, level: float = 
         per_seed.append({"seed": s, "ratio": math.exp(theta), "log_ratio": theta, "log_ratio_se": se,
                          "ci": [math.exp(theta - q * se), math.exp(theta + q * se)]})
         diffs.append(d)
-    n_seeds, n_windows = len(seeds), len(n)
-    thetas = [p["log_ratio"] for p in per_seed]
-    theta = statistics.fmean(thetas)
-    v_seed = statistics.variance(thetas) / n_seeds if n_seeds > 1 else 0.0
-    v_win = clustered_var(torch.stack(diffs).mean(0), n)
-    var = v_seed + v_win
-    df_parts = [(v_win, n_windows - 1)] + ([(v_seed, n_seeds - 1)] if n_seeds > 1 else [])
-    df = var**2 / sum(v**2 / k for v, k in df_parts) if var > 0 else float(n_windows - 1)
+    d = torch.stack(diffs)  # (seeds, windows)
+    n_seeds, n_windows = d.shape
+    thetas = torch.tensor([p["log_ratio"] for p in per_seed], dtype=torch.float64)
+    theta = float(thetas.mean())
+    v_win = clustered_var(d.mean(0), n)
+    if n_seeds > 1:
+        v_seed = float(((thetas - theta) ** 2).sum() / (n_seeds * (n_seeds - 1)))
+        cell = d - thetas[:, None] * n[None] - d.mean(0, keepdim=True) + theta * n[None]
+        df_cell = (n_seeds - 1) * (n_windows - 1)
+        v_cell = float((cell**2).sum() / df_cell / n.mean() ** 2 / (n_seeds * n_windows))
+        var = max(v_seed + v_win - v_cell, v_seed, v_win)
+        parts = [(v_seed, n_seeds - 1), (v_win, n_windows - 1), (v_cell, df_cell)]
+    else:
+        v_seed = v_cell = 0.0
+        var = v_win
+        parts = [(v_win, n_windows - 1)]
+    df = var**2 / sum(v**2 / k for v, k in parts if v > 0) if var > 0 else float(n_windows - 1)
     q = t_quantile(df, level)
     ci = [math.exp(theta - q * math.sqrt(var)), math.exp(theta + q * math.sqrt(var))]
     verdict = ("unresolved (interval contains 1)" if ci[0] <= 1.0 <= ci[1]
@@ -230,7 +236,7 @@ def paired_ratio(runs: list[dict[str, Any]], obj: str, ref: str, level: float = 
     return {
         "objective": obj, "reference": ref, "seeds": seeds, "windows": n_windows, "level": level,
         "ratio": math.exp(theta), "log_ratio": theta, "log_ratio_se": math.sqrt(var),
-        "log_ratio_se_parts": {"seeds": math.sqrt(v_seed), "windows": math.sqrt(v_win)}, "df": df, "ci": ci,
+        "variance_parts": {"seeds": v_seed, "windows": v_win, "cell": v_cell}, "df": df, "ci": ci,
         "verdict": verdict, "per_seed": per_seed,
     }
 
@@ -323,9 +329,9 @@ def markdown(result: dict[str, Any]) -> str:
         "and its Monte Carlo part alone (noise, windows fixed); range over seeds.", "",
         "## Paired PPL ratios", "",
         "Paired over the same test windows and over training seeds (seed s against seed s). 95% intervals: per "
-        "seed from the window-clustered differences; all seeds from the spread over seeds plus the "
-        "window-clustered spread of the seed-averaged differences (conservative), t quantile with "
-        "Satterthwaite's degrees of freedom. Where the interval contains 1 the ranking is unresolved.", "",
+        "seed from the window-clustered differences (test windows and noise); all seeds from the two-way "
+        "(seeds x windows) variance of the differences (training seeds, test windows and noise), t quantile "
+        "with Satterthwaite's degrees of freedom. Where the interval contains 1 the ranking is unresolved.", "",
         "| ratio | all seeds (95% CI) | verdict | per seed (95% CI) |", "|---|---|---|---|",
     ]
     for val in ratios.values():
