@@ -4,8 +4,8 @@ Public API: :class:`Tokenizer`, :func:`build_model`, :func:`load_model`.
 """
 
 from dnadiff.tokenizer import Tokenizer
+from dnadiff.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Tokenizer", "build_model", "load_model", "__version__"]
 
 

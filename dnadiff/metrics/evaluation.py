@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dnadiff.atomic import atomic_write_bytes
-from dnadiff.checkpoint import load_model, read_metadata
+from dnadiff.checkpoint import load_model, read_metadata, training_seq_len
 from dnadiff.data.sources import data_source
 from dnadiff.data.stream import EvalNoiseDataset
 from dnadiff.data.windows import collate_windows
@@ -22,12 +22,6 @@ from dnadiff.metrics.config import EvaluateConfig
 from dnadiff.metrics.likelihood import HeldoutNLL, describe_report, objective_report
 from dnadiff.objectives import build_objective
 from dnadiff.tokenizer import Tokenizer
-
-
-def training_seq_len(meta: dict[str, Any]) -> int | None:
-    """The window length a checkpoint was trained on, when its metadata records it."""
-    seq_len = ((meta.get("config") or {}).get("data") or {}).get("seq_len")
-    return int(seq_len) if seq_len else None
 
 
 @torch.no_grad()

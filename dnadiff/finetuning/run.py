@@ -3,7 +3,7 @@
 Turns the config sections into objects: the backbone (``ckpt=PATH`` through
 ``dnadiff.load_model``, or ``model=NAME`` built from scratch with a fresh seeded init per fold),
 the head (:class:`dnadiff.models.heads.SequenceClassifier`), the fit settings, the CNN baseline,
-and runs :mod:`dnadiff.finetune.cv` on the same splits for all of them. With
+and runs :mod:`dnadiff.finetuning.cv` on the same splits for all of them. With
 ``save_classifier=DIR`` the classifier of the fold that selected best (on its own selection set,
 never the evaluation set) is written there (:func:`dnadiff.checkpoint.save_classifier`).
 """
@@ -24,9 +24,9 @@ from dnadiff.checkpoint import load_model, save_classifier
 from dnadiff.config import as_dict
 from dnadiff.data.benchmarks import TASKS, BenchmarkDataError, resolve_task
 from dnadiff.device import resolve_device
-from dnadiff.finetune.config import CNNConfig, FinetuneConfig
-from dnadiff.finetune.cv import TaskData, cv_splits, prepare_task, run_model_cv
-from dnadiff.finetune.report import summary_line, write_results
+from dnadiff.finetuning.config import CNNConfig, FinetuneConfig
+from dnadiff.finetuning.cv import TaskData, cv_splits, prepare_task, run_model_cv
+from dnadiff.finetuning.report import summary_line, write_results
 from dnadiff.models.cnn import GenomicBenchmarksCNN
 from dnadiff.models.heads import SequenceClassifier
 from dnadiff.models.registry import model_from_config

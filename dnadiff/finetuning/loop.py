@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dnadiff.device import model_device
-from dnadiff.finetune.config import FitConfig
+from dnadiff.finetuning.config import FitConfig
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """K-fold cross-validation of fine-tuned backbones (and the CNN baseline) on a Genomic Benchmarks task.
 
 Protocol, for each seed in ``cv.seeds`` and each of ``cv.folds`` stratified
-folds (:mod:`dnadiff.finetune.folds`):
+folds (:mod:`dnadiff.finetuning.folds`):
 
 - **Both splits on disk** (train and test): the folds cut the train split; a model trains on
   the other folds, its epoch is selected on the held-out fold, and it is evaluated on the
@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 from dnadiff.data.benchmarks import available_splits, collate_sequences, load_task, resolve_task
 from dnadiff.tokenizer import Tokenizer
 from dnadiff.metrics.classification import classification_metrics, summarize
-from dnadiff.finetune.config import FitConfig
-from dnadiff.finetune.loop import fit_select, predict_proba
-from dnadiff.finetune.folds import deduplicate, drop_overlap, make_folds, stratified_subsample
+from dnadiff.finetuning.config import FitConfig
+from dnadiff.finetuning.loop import fit_select, predict_proba
+from dnadiff.finetuning.folds import deduplicate, drop_overlap, make_folds, stratified_subsample
 
 ModelFactory = Callable[[int, int], nn.Module]
 
