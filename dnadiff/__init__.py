@@ -20,3 +20,8 @@ def __getattr__(name: str):
 
         return load_model
     raise AttributeError(f"module 'dnadiff' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names plus the lazily imported ones, so ``dir(dnadiff)`` and tab completion show them."""
+    return sorted(set(globals()) | set(__all__))

@@ -1,8 +1,10 @@
-"""``python -m dnadiff.evaluate ckpt=PATH [data.*] [split=test] [out=PATH.json]``: held-out likelihood.
+"""``python -m dnadiff.evaluate ckpt=PATH [data.*] [split=test|all] [out=PATH.json]``: held-out likelihood.
 
 Reports nats/token (with its window-clustered standard error), bits/base and perplexity over the
 evaluation windows of ``split``; for diffusion objectives these are upper bounds (``is_bound:
 true``) from the NELBO averaged over ``eval.draws`` stratified (t, z_t) draws per window.
+``split=all`` takes the windows of every contig of ``data.fasta`` (no BED: another genome, or a
+held-out chromosome), at most ``data.max_eval_windows`` of them, evenly spaced (null = every one).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def evaluate(cfg: EvaluateConfig | Mapping[str, Any]) -> dict[str, Any]:
     report = evaluate_checkpoint(to_typed(cfg, EvaluateConfig))
     line, out = report.pop("line"), report.pop("out")
     print(json.dumps(report, indent=1))
-    print(f"{report['objective']} on {report['n_windows']} {report['split']} windows: {line} -> {out}")
+    which = "windows of every contig" if report["split"] == "all" else f"{report['split']} windows"
+    print(f"{report['objective']} on {report['n_windows']} {which}: {line} -> {out}")
     return report
 
 

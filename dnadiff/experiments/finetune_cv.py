@@ -28,7 +28,7 @@ from dnadiff.resources import shared_data_dir
 from dnadiff.metrics.classification import METRICS
 from dnadiff.finetuning.cv import cv_splits, prepare_task, run_model_cv
 from dnadiff.finetuning.run import backbone_factory, cnn_factory
-from dnadiff.models.cnn import GenomicBenchmarksCNN
+from dnadiff.models.cnn import GenomicBenchmarksCNN, package_input_len
 from dnadiff.config import to_typed
 from dnadiff.experiments.record import RESULTS, machine_info, write_results
 from dnadiff.finetuning.config import CNNConfig, FinetuneConfig, FitConfig
@@ -123,8 +123,8 @@ def run_task(task: str, args: argparse.Namespace, ckpt: str | None, head: dict, 
         "n_per_fold_select": int(len(splits[0].select)), "n_per_fold_eval": int(len(splits[0].evaluate)),
         "rows": rows, "published": PUBLISHED.get(task, {}),
     }
-    longest = max(len(s) for s in data.pool_seqs)
-    input_len = max(min(longest, args.max_len), GenomicBenchmarksCNN.min_input_len())
+    lengths = [min(len(s), args.max_len) for s in data.pool_seqs + (data.test_seqs or [])]
+    input_len = max(package_input_len(lengths), GenomicBenchmarksCNN.min_input_len())
     t0 = time.time()
     cnn_fit = CNNConfig(max_epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, eval_batch_size=256)
     cnn = run_model_cv("cnn", cnn_factory(cnn_fit, input_len, device), data, splits, cnn_fit, args.max_len, progress)
