@@ -21,9 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -36,6 +33,7 @@ from torch.utils.data import DataLoader
 from dnadiff.cli import load_config
 from dnadiff.data.datamodule import PretrainDataModule
 from dnadiff.data.genome import Genome
+from dnadiff.experiments.record import machine_info, write_results
 from dnadiff.data.windows import GenomeWindows, collate_windows, intervals_from_blocks
 from dnadiff.resources import shared_data_dir, shared_data_missing_reason
 from dnadiff.tokenizer import Tokenizer
@@ -44,23 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 # (seq_len, batch_size, split_block, windows to time)
 LENGTHS = {1024: (32, 100_000, 4096), 131072: (2, 262_144, 96)}
-
-
-def machine_info() -> dict:
-    """Where the figures come from (2 shared CPU cores: timings are noisy)."""
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor(),
-    )
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1min": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def time_loader(
@@ -154,14 +135,6 @@ def model_consumption(data_cfg: dict, repeats: int) -> dict:
             "by_torch_threads": {str(k): v for k, v in per_threads.items()}, **best}
 
 
-def write_json(obj: dict, path: Path) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS / "loader.json")
@@ -213,17 +186,17 @@ def main() -> None:
     else:
         print(f"model consumption not measured: {consumption['why']}")
 
-    write_json({
+    write_results({
         "bench": "loader",
         "command": "python bench/loader.py" + (" --quick" if args.quick else ""),
-        "machine": machine_info(),
+        "machine": machine_info("cpu"),
         "reference": "naive: Biopython SeqIO parse of the whole plain FASTA, Python slice, per-character encode (same L)",
         "rows": rows,
         "default_config_loader": {"data_config": "configs/data/genome.yaml", **default_loader},
         "model_consumption": consumption,
         "loader_over_consumption": ratio,
         "target_loader_over_consumption": 10.0,
-    }, args.out)
+    }, args.out.with_suffix(""))
     print(f"wrote {args.out}")
 
 

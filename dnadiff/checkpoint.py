@@ -24,8 +24,9 @@ import torch.nn as nn
 from omegaconf import MISSING
 
 from dnadiff.atomic import atomic_write_bytes
-from dnadiff.config import ConfigError
+from dnadiff.config import ConfigError, without_abs_paths
 from dnadiff.errors import first_line
+from dnadiff.version import __version__
 from dnadiff.tokenizer import Tokenizer, TokenizerError
 
 FORMAT_VERSION = 1
@@ -118,6 +119,12 @@ def read_metadata(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"{cfg}: invalid JSON ({err})") from None
         return check_metadata(meta, str(cfg))
     return check_metadata(safe_load(path).get(META_KEY), str(path))
+
+
+def training_seq_len(meta: dict[str, Any]) -> int | None:
+    """The window length a checkpoint was trained on, when its metadata records it."""
+    seq_len = ((meta.get("config") or {}).get("data") or {}).get("seq_len")
+    return int(seq_len) if seq_len else None
 
 
 def model_state(ckpt: Mapping[str, Any], use_ema: bool = True) -> dict[str, torch.Tensor]:
@@ -233,18 +240,14 @@ def load_classifier(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Mo
 
 
 def _version() -> str:
-    from dnadiff import __version__
-
     return __version__
 
 
-def without_abs_paths(obj: Any) -> Any:
-    """A copy with every absolute path string (e.g. the run's data.fasta, out dir) cut to its file
-    name, so that an export carries no paths of the exporting machine."""
-    if isinstance(obj, Mapping):
-        return {k: without_abs_paths(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [without_abs_paths(v) for v in obj]
-    if isinstance(obj, str) and (os.path.isabs(obj) or obj.startswith("~")):
-        return Path(obj).name
-    return obj
+def export_hf_checkpoint(
+    ckpt: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True, code_repo: str | None = None
+) -> Path:
+    """``python -m dnadiff.export ... format=hf``: any loadable model (checkpoint, export, snapshot) -> a
+    snapshot in the Caduceus authors' schema (:func:`dnadiff.models.hf_caduceus.export_hf`)."""
+    from dnadiff.models.hf_caduceus import export_hf
+
+    return export_hf(load_model(ckpt, use_ema=use_ema), out_dir, code_repo=code_repo)

@@ -28,30 +28,31 @@ CONFIG_MODULE = "dnadiff.configs"
 HYDRA_VERSION = "1.3"
 
 
-def _schemas() -> dict[str, type]:
-    from dnadiff.checkpoint import ExportConfig
-    from dnadiff.finetune.config import FinetuneConfig
-    from dnadiff.metrics.config import EvaluateConfig, EvaluateSamplesConfig
-    from dnadiff.sampling.config import GenerateConfig
-    from dnadiff.train.config import PretrainConfig
-
-    return {"pretrain": PretrainConfig, "evaluate": EvaluateConfig, "generate": GenerateConfig,
-            "finetune": FinetuneConfig, "export": ExportConfig, "evaluate_samples": EvaluateSamplesConfig}
-
-
-@functools.lru_cache(maxsize=None)
-def register_configs() -> None:
-    """Register every job's schema with Hydra's ConfigStore as ``<job>_schema``."""
-    from hydra.core.config_store import ConfigStore
-
-    store = ConfigStore.instance()
-    for name, schema in _schemas().items():
-        store.store(name=f"{name}_schema", node=schema)
+# Each job's schema, imported only when that job runs (inference entry points never import training code).
+SCHEMAS: dict[str, str] = {
+    "pretrain": "dnadiff.train.config:PretrainConfig",
+    "evaluate": "dnadiff.metrics.config:EvaluateConfig",
+    "generate": "dnadiff.sampling.config:GenerateConfig",
+    "finetune": "dnadiff.finetuning.config:FinetuneConfig",
+    "export": "dnadiff.checkpoint:ExportConfig",
+    "evaluate_samples": "dnadiff.metrics.config:EvaluateSamplesConfig",
+}
 
 
 def schema_of(config_name: str) -> type:
     """The dataclass of a job's config."""
-    return _schemas()[config_name]
+    import importlib
+
+    module, name = SCHEMAS[config_name].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@functools.lru_cache(maxsize=None)
+def register_config(config_name: str) -> None:
+    """Register a job's schema with Hydra's ConfigStore as ``<job>_schema`` (its YAML lists it first)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=f"{config_name}_schema", node=schema_of(config_name))
 
 
 def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
@@ -61,7 +62,7 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfi
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    register_configs()
+    register_config(config_name)
     try:
         with initialize_config_module(CONFIG_MODULE, version_base=HYDRA_VERSION):
             return compose(config_name=config_name, overrides=list(overrides))
@@ -123,7 +124,7 @@ def entry_point(config_name: str, run: Callable[[Any], Any], prog: str) -> Calla
     """The ``main()`` of a Hydra entry point running ``run(typed_config)`` (see the module doc)."""
     import hydra
 
-    register_configs()
+    register_config(config_name)
     schema = schema_of(config_name)
 
     @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=config_name, version_base=HYDRA_VERSION)

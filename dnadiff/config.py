@@ -12,7 +12,9 @@ combinations and raises :class:`ConfigError` naming the full key (``trainer.max_
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from dnadiff.errors import first_line
@@ -133,3 +135,15 @@ def to_typed(cfg: Any, cls: type[T], prefix: str = "") -> T:
 def as_dict(obj: Any) -> dict[str, Any]:
     """A config dataclass as plain nested dicts and lists (what checkpoints store)."""
     return dataclasses.asdict(obj)
+
+
+def without_abs_paths(obj: Any) -> Any:
+    """A copy with every absolute path string (e.g. the run's data.fasta, out dir) cut to its file
+    name, so that an export carries no paths of the exporting machine."""
+    if isinstance(obj, dict):
+        return {k: without_abs_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [without_abs_paths(v) for v in obj]
+    if isinstance(obj, str) and (os.path.isabs(obj) or obj.startswith("~")):
+        return Path(obj).name
+    return obj

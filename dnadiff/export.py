@@ -18,7 +18,7 @@ PROG = "python -m dnadiff.export"
 def export(cfg: ExportConfig) -> Path:
     """Export as configured; returns the output folder."""
     if cfg.format == "hf":
-        from dnadiff.models.hf_caduceus import export_hf_checkpoint
+        from dnadiff.checkpoint import export_hf_checkpoint
 
         out = export_hf_checkpoint(cfg.ckpt, cfg.out, use_ema=cfg.use_ema, code_repo=cfg.code_repo)
     else:

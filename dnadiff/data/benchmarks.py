@@ -3,7 +3,9 @@
 Layout (what ``genomic_benchmarks.loc2seq.download_dataset`` writes): ``<root>/<task>/<split>/<class>/<name>.txt``,
 one sequence per file, split in ``train``/``test``. Labels are indices into the task's class
 names **sorted alphabetically over every split on disk**, so a class has the same label in
-train and test. Files within a class are read in natural order (r2 before r10).
+train and test, on every machine (the package itself numbers the class folders in the order the
+file system lists them, which need not be sorted; see :mod:`dnadiff.finetune`). Files
+within a class are read in natural order (r2 before r10).
 
 ``root=None`` means the genomic-benchmarks package's cache, ``~/.genomic_benchmarks``; a task
 missing there is fetched with the package's downloader when it is installed (needs internet).
@@ -126,10 +128,12 @@ def _task_dir(task: str, root: str | os.PathLike | None, download: bool = True) 
     if download:
         try:
             from genomic_benchmarks.loc2seq import download_dataset
-        except ImportError:
+        except ImportError as err:
+            partial = err.name and not err.name.startswith("genomic")  # installed without its dependencies
+            lacking = f" with its downloader's dependencies (missing: {err.name})" if partial else ""
             raise BenchmarkDataError(
                 f"task {task!r} is not in the cache {base} and the genomic-benchmarks package is not "
-                f"installed; {_how_to_get(task)}"
+                f"installed{lacking}; {_how_to_get(task)}"
             ) from None
         try:
             download_dataset(task, dest_path=base)

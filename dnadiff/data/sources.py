@@ -5,7 +5,8 @@ source with ``dataset(split)`` for ``train``, ``valid`` and ``test``:
 
 - :class:`GenomeSource` (``source: genome``): windows of one genome (``fasta``; null = the
   embedded hg38 sample), split by a BED (``bed``), whole-contig lists (``chromosomes``) or the
-  block rule (see :mod:`dnadiff.data.windows`);
+  block rule (see :mod:`dnadiff.data.windows`); ``dataset("all")`` is every evaluation window of
+  every contig, whatever the split rule (another genome, or a held-out chromosome, needs no BED);
 - :class:`dnadiff.data.labelled.BenchmarkSource` (``source: benchmark``): the labelled sequences
   of a Genomic Benchmarks task, for class-conditional pretraining.
 
@@ -25,6 +26,8 @@ from dnadiff.data.genome import Genome
 from dnadiff.data.windows import SPLITS, GenomeWindows, Interval, WindowError, make_intervals
 from dnadiff.resources import default_fasta
 from dnadiff.tokenizer import Tokenizer
+
+EVERY_WINDOW = "all"  # GenomeSource.dataset(EVERY_WINDOW): every contig, whole, for evaluation
 
 
 class GenomeSource:
@@ -68,18 +71,26 @@ class GenomeSource:
 
     def describe(self, split: str) -> str:
         """Where a split's windows come from, for messages."""
+        if split == EVERY_WINDOW:
+            return f"every contig of {self.fasta} (split rule ignored)"
         rule = f"BED {self.bed}" if self.bed else (
             "data.chromosomes" if self.cfg.chromosomes else f"the {self.cfg.split_block} bp block rule")
         return f"split {split!r} of {self.fasta} ({rule})"
 
+    def split_intervals(self, split: str) -> list[Interval]:
+        """The intervals of one split; for ``all``, every contig from start to end."""
+        if split == EVERY_WINDOW:
+            return [Interval(name, 0, length, EVERY_WINDOW) for name, length in self.genome.contigs.items()]
+        return [iv for iv in self.intervals if iv.split == split]
+
     def dataset(self, split: str) -> GenomeWindows:
-        """The windows of one split ('train', 'valid' or 'test'), built once."""
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        """The windows of one split ('train', 'valid', 'test', or 'all' for evaluation), built once."""
+        if split not in (*SPLITS, EVERY_WINDOW):
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} or {EVERY_WINDOW}")
         if self.seq_len is None:
             raise ValueError("data.seq_len is not set")
         if split not in self._datasets:
-            ivs = [iv for iv in self.intervals if iv.split == split]
+            ivs = self.split_intervals(split)
             if not ivs:
                 raise WindowError(f"{self.describe(split)} has no intervals")
             c = self.cfg
@@ -87,7 +98,7 @@ class GenomeSource:
             try:
                 self._datasets[split] = GenomeWindows(
                     self.genome, ivs, self.seq_len, train=train, rc_aug=c.rc_aug, shift=c.shift,
-                    max_shift=c.max_shift, max_n_frac=c.max_n_frac, seed=c.seed + SPLITS.index(split),
+                    max_shift=c.max_shift, max_n_frac=c.max_n_frac, seed=c.seed + (*SPLITS, EVERY_WINDOW).index(split),
                     max_windows=None if train else c.max_eval_windows, tokenizer=self.tokenizer,
                     max_draws=c.max_draws,
                 )

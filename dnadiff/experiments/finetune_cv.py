@@ -5,7 +5,7 @@
 
 For each task (default: human_enhancers_cohn and human_nontata_promoters, whose shared offline
 copies hold the published *test* split only) the three models run on exactly the same folds
-(:mod:`dnadiff.finetune.cv`). The reference measured in the same run is the Genomic Benchmarks CNN;
+(:mod:`dnadiff.finetuning.cv`). The reference measured in the same run is the Genomic Benchmarks CNN;
 the published figures are printed beside for orientation (different data sizes: the papers
 train on the full train split, this benchmark on a stratified CPU-sized subsample of the split
 at hand). The scratch backbone has the pretrained checkpoint's architecture. Without ``--ckpt``
@@ -26,12 +26,12 @@ import torch
 
 from dnadiff.resources import shared_data_dir
 from dnadiff.metrics.classification import METRICS
-from dnadiff.finetune.cv import cv_splits, prepare_task, run_model_cv
-from dnadiff.finetune.run import backbone_factory, cnn_factory
-from dnadiff.models.cnn import GenomicBenchmarksCNN
+from dnadiff.finetuning.cv import cv_splits, prepare_task, run_model_cv
+from dnadiff.finetuning.run import backbone_factory, cnn_factory
+from dnadiff.models.cnn import GenomicBenchmarksCNN, package_input_len
 from dnadiff.config import to_typed
 from dnadiff.experiments.record import RESULTS, machine_info, write_results
-from dnadiff.finetune.config import CNNConfig, FinetuneConfig, FitConfig
+from dnadiff.finetuning.config import CNNConfig, FinetuneConfig, FitConfig
 
 
 # Published top-1 accuracies of the package's own CNN runs (full train split -> test split, one run).
@@ -123,8 +123,8 @@ def run_task(task: str, args: argparse.Namespace, ckpt: str | None, head: dict, 
         "n_per_fold_select": int(len(splits[0].select)), "n_per_fold_eval": int(len(splits[0].evaluate)),
         "rows": rows, "published": PUBLISHED.get(task, {}),
     }
-    longest = max(len(s) for s in data.pool_seqs)
-    input_len = max(min(longest, args.max_len), GenomicBenchmarksCNN.min_input_len())
+    lengths = [min(len(s), args.max_len) for s in data.pool_seqs + (data.test_seqs or [])]
+    input_len = max(package_input_len(lengths), GenomicBenchmarksCNN.min_input_len())
     t0 = time.time()
     cnn_fit = CNNConfig(max_epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, eval_batch_size=256)
     cnn = run_model_cv("cnn", cnn_factory(cnn_fit, input_len, device), data, splits, cnn_fit, args.max_len, progress)

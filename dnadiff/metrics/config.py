@@ -12,6 +12,7 @@ from dnadiff.config import ConfigError, key, one_of, positive_int, require
 from dnadiff.data.config import DataConfig
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+EVALUATE_SPLITS: tuple[str, ...] = (*SPLITS, "all")  # all = every window of every contig of data.fasta
 
 
 @dataclass
@@ -30,7 +31,7 @@ class EvaluateConfig:
     """``python -m dnadiff.evaluate``: the likelihood of a checkpoint on held-out windows."""
 
     ckpt: str = MISSING
-    split: str = "test"
+    split: str = "test"  # train | valid | test (by data.bed / data.chromosomes / the block rule) | all
     out: Optional[str] = None  # null = <ckpt folder>/eval_<split>.json
     device: str = "auto"
     use_ema: bool = True
@@ -38,7 +39,10 @@ class EvaluateConfig:
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(draws=8))
 
     def validate(self, prefix: str = "") -> None:
-        one_of(self.split, key(prefix, "split"), SPLITS)
+        one_of(self.split, key(prefix, "split"), EVALUATE_SPLITS)
+        require(self.split != "all" or self.data.source == "genome",
+                f"{key(prefix, 'split')}=all evaluates every window of a genome FASTA (data.source=genome); "
+                f"data.source={self.data.source} has the splits {', '.join(SPLITS)}")
 
 
 REFERENCE_KEYS: dict[str, Any] = {"fasta": None, "task": None, "class": None, "split": "test", "max_sequences": 2000}

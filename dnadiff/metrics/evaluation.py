@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dnadiff.atomic import atomic_write_bytes
-from dnadiff.checkpoint import load_model, read_metadata
+from dnadiff.checkpoint import load_model, read_metadata, training_seq_len
 from dnadiff.data.sources import data_source
 from dnadiff.data.stream import EvalNoiseDataset
 from dnadiff.data.windows import collate_windows
@@ -22,12 +22,6 @@ from dnadiff.metrics.config import EvaluateConfig
 from dnadiff.metrics.likelihood import HeldoutNLL, describe_report, objective_report
 from dnadiff.objectives import build_objective
 from dnadiff.tokenizer import Tokenizer
-
-
-def training_seq_len(meta: dict[str, Any]) -> int | None:
-    """The window length a checkpoint was trained on, when its metadata records it."""
-    seq_len = ((meta.get("config") or {}).get("data") or {}).get("seq_len")
-    return int(seq_len) if seq_len else None
 
 
 @torch.no_grad()
@@ -88,9 +82,13 @@ def evaluate_windows(cfg: EvaluateConfig) -> tuple[dict[str, Any], HeldoutNLL]:
         "objective": meta["objective"]["name"],
         "split": cfg.split,
         "seq_len": data_cfg.seq_len,
+        "n_windows_available": int(getattr(dataset, "n_slots", len(dataset))),
+        "n_windows_dropped_n_rich": int(getattr(dataset, "n_dropped_n", 0)),
+        "max_eval_windows": data_cfg.max_eval_windows,
+        "windows_from": source.describe(cfg.split) if hasattr(source, "describe") else source.split_used,
         "fasta": str(source.fasta) if source.fasta else None,
         "task": getattr(source, "task", None),
-        "bed": str(source.bed) if source.bed else None,
+        "bed": str(source.bed) if source.bed and cfg.split != "all" else None,
         "ckpt": str(ckpt),
         "ema": cfg.use_ema,
     })

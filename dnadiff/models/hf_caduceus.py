@@ -521,7 +521,7 @@ def export_hf(model: DNALM, out_dir: str | os.PathLike, code_repo: str | None = 
     from safetensors.torch import save
 
     from dnadiff.atomic import atomic_write_bytes
-    from dnadiff.checkpoint import without_abs_paths
+    from dnadiff.config import without_abs_paths
 
     if not isinstance(model, DNALM):
         raise HFSnapshotError(f"expected a dnadiff DNALM, got {type(model).__name__}")
@@ -537,12 +537,3 @@ def export_hf(model: DNALM, out_dir: str | os.PathLike, code_repo: str | None = 
     atomic_write_bytes(save(tensors, metadata={"format": "pt"}), out / SAFETENSORS_FILE)
     atomic_write_bytes((json.dumps(hf_cfg, indent=2) + "\n").encode(), out / CONFIG_FILE)
     return out
-
-
-def export_hf_checkpoint(
-    ckpt: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True, code_repo: str | None = None
-) -> Path:
-    """``python -m dnadiff.export ... format=hf``: any loadable model (checkpoint, export, snapshot) -> snapshot."""
-    from dnadiff.checkpoint import load_model
-
-    return export_hf(load_model(ckpt, use_ema=use_ema), out_dir, code_repo=code_repo)

@@ -50,11 +50,7 @@ class AutoRegressive:
         """NLL of x (batch, length) under the causal model; pad targets are neither scored nor counted."""
         nll = self.token_nll(model, x, cond)
         scored = x != self.pad_id
-        per_seq = torch.where(scored, nll, torch.zeros_like(nll)).sum(-1)
-        per_seq_tokens = scored.sum(-1)
-        n_tokens = per_seq_tokens.sum()
-        nll_sum = per_seq.sum()
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq, per_seq_tokens)
+        return LossOutput.from_rows(torch.where(scored, nll, torch.zeros_like(nll)).sum(-1), scored.sum(-1))
 
     def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """Training loss on a stream batch (its diffusion noise is not used)."""

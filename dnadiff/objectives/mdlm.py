@@ -132,6 +132,12 @@ class LossOutput:
     per_draw: Optional[torch.Tensor] = None
     terms: Optional[dict[str, torch.Tensor]] = None
 
+    @classmethod
+    def from_rows(cls, per_sequence: torch.Tensor, tokens_per_sequence: torch.Tensor) -> "LossOutput":
+        """The batch figure from per-row NLL sums and token counts (loss = sum NLL / sum tokens)."""
+        nll_sum, n_tokens = per_sequence.sum(), tokens_per_sequence.sum()
+        return cls(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_sequence, tokens_per_sequence)
+
 
 def call_model(model: nn.Module, z: torch.Tensor, cond: torch.Tensor | None, t: torch.Tensor | None) -> torch.Tensor:
     """Run the network, passing the time only to time-conditioned models."""
@@ -182,10 +188,7 @@ class MaskedDiffusion(ABC):
         z_t = forward_mask(x, self.schedule.alpha(t), self.mask_id, uniforms, maskable, generator)
         logits = call_model(model, z_t, cond, t)
         per_seq = (self.position_loss(logits, x, z_t) * weight.unsqueeze(-1)).sum(-1)
-        per_seq_tokens = maskable.sum(-1)
-        n_tokens = per_seq_tokens.sum()
-        nll_sum = per_seq.sum()
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq, per_seq_tokens)
+        return LossOutput.from_rows(per_seq, maskable.sum(-1))
 
     def loss(
         self,

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 from omegaconf import MISSING
 
 from dnadiff.config import ConfigError, key, one_of, optional_positive_int, positive_int, require
+from dnadiff.sampling.registry import SAMPLERS
 
 FINAL_MODES: tuple[str, ...] = ("sample", "argmax")
 TOKEN_SETS: tuple[str, ...] = ("ACGT", "ACGTN")
@@ -58,7 +59,7 @@ class GenerateConfig:
     out: str = MISSING  # output FASTA
     num_samples: int = 16
     length: Optional[int] = None  # bp; with an infill region, the region's length
-    sampler: str = "cached"  # see dnadiff.sampling.pipeline.SAMPLERS
+    sampler: str = "cached"  # see dnadiff.sampling.registry.SAMPLERS
     steps: int = 128  # T diffusion steps (per block for semi_ar)
     seed: Optional[int] = 0  # null = a fresh random seed
     temperature: float = 1.0  # x_theta^(1/temperature), renormalised
@@ -73,8 +74,6 @@ class GenerateConfig:
     guidance: Dict[str, Any] = field(default_factory=lambda: dict(GUIDANCE_KEYS))
 
     def validate(self, prefix: str = "") -> None:
-        from dnadiff.sampling.pipeline import SAMPLERS
-
         one_of(self.sampler, key(prefix, "sampler"), SAMPLERS)
         one_of(self.final, key(prefix, "final"), FINAL_MODES)
         one_of(self.tokens, key(prefix, "tokens"), TOKEN_SETS)

@@ -1,64 +1,32 @@
 """What ``python -m dnadiff.generate`` drives: a checkpoint, a sampler and its options, an optional
 template (infilling) and guidance, turned into batches of sequences.
 
-Samplers are looked up by name in :data:`SAMPLERS` (``sampler=NAME``); each entry takes the
-pipeline, the denoiser, the initial ids (mask = to generate) and the shared options. AR
-checkpoints are sampled by recurrence whatever ``sampler`` says.
+Samplers are looked up by name in :data:`dnadiff.sampling.registry.SAMPLERS` (``sampler=NAME``).
+AR checkpoints are sampled by recurrence whatever ``sampler`` says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from dnadiff.checkpoint import load_classifier, load_model, read_metadata
+from dnadiff.checkpoint import load_classifier, load_model, read_metadata, training_seq_len
 from dnadiff.data.genome import Genome
 from dnadiff.device import resolve_device
-from dnadiff.metrics.evaluation import training_seq_len
 from dnadiff.objectives.schedules import NoiseSchedule, build_schedule
-from dnadiff.sampling.ancestral import all_mask, ancestral_sample
+from dnadiff.sampling.ancestral import all_mask
 from dnadiff.sampling.ar import ar_sample
 from dnadiff.sampling.common import SampleOutput
 from dnadiff.sampling.config import GenerateConfig
 from dnadiff.sampling.denoiser import Denoiser
 from dnadiff.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance
 from dnadiff.sampling.infill import motif_template, parse_region, parse_span, repeat_template, span_template
-from dnadiff.sampling.semi_ar import semi_ar_sample
+from dnadiff.sampling.registry import SAMPLERS
 from dnadiff.tokenizer import Tokenizer
 
 DIFFUSION_OBJECTIVES: tuple[str, ...] = ("mdlm", "sedd")
-
-Sampler = Callable[["SamplingPipeline", Any, torch.Tensor, dict[str, Any]], SampleOutput]
-
-
-def _ancestral(cache: bool) -> Sampler:
-    def run(p: "SamplingPipeline", denoiser: Any, z: torch.Tensor, options: dict[str, Any]) -> SampleOutput:
-        return ancestral_sample(denoiser, z, p.cfg.steps, p.schedule, p.tok.mask_id, cache=cache, **options)
-
-    return run
-
-
-def _semi_ar(p: "SamplingPipeline", denoiser: Any, z: torch.Tensor, options: dict[str, Any]) -> SampleOutput:
-    if p.template is not None:
-        raise ValueError("semi_ar does not combine with infilling; use sampler=ancestral or cached")
-    cfg = p.cfg.semi_ar
-    block = cfg.block_length or training_seq_len(p.meta)
-    if block is None:
-        raise ValueError("semi_ar.block_length is required (the checkpoint does not record its training length)")
-    prefix = int(block) // 2 if cfg.prefix_length is None else cfg.prefix_length
-    return semi_ar_sample(denoiser, z.shape[0], z.shape[1], int(block), prefix, p.cfg.steps, p.schedule,
-                          p.tok.mask_id, device=z.device, cache=cfg.cache, **options)
-
-
-SAMPLERS: dict[str, Sampler] = {
-    "ancestral": _ancestral(cache=False),
-    "cached": _ancestral(cache=True),
-    "semi_ar": _semi_ar,
-}
-
 
 def allowed_ids(tokens: str, tok: Tokenizer) -> tuple[int, ...]:
     """The ids a generated sequence may contain (``ACGT`` or ``ACGTN``)."""
@@ -73,6 +41,7 @@ class SamplingPipeline:
         self.tok = Tokenizer()
         self.device = resolve_device(cfg.device)
         self.meta = read_metadata(cfg.ckpt)
+        self.training_length = training_seq_len(self.meta)
         self.objective = str(self.meta["objective"].get("name", "mdlm"))
         # SEDD's absorbing scores normalised over the real tokens are exactly a SUBS x_theta, so
         # its checkpoints sample with the MDLM samplers.

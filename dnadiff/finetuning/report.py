@@ -9,6 +9,11 @@ from pathlib import Path
 from dnadiff.atomic import atomic_write_text
 from dnadiff.metrics.classification import METRICS
 
+PROTOCOL_NAMES: dict[str, str] = {
+    "kfold": "stratified K-fold cross-validation",
+    "seeds": "the Caduceus/MDLM papers' protocol: seeded 90/10 train/validation splits, best validation epoch",
+}
+
 
 def _fmt(x: float) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
@@ -24,6 +29,7 @@ def markdown_table(result: dict) -> str:
     lines = [
         f"# {result['task']}: {model['name']}" + (f" vs {base['name']}" if base else ""),
         "",
+        f"- protocol: {result['protocol']['name']} ({PROTOCOL_NAMES[result['protocol']['name']]})",
         f"- split used: {result['split_used']}",
         f"- evaluated on: {result['eval_split']}",
         f"- sequences: {result['n_sequences']}",
@@ -34,7 +40,8 @@ def markdown_table(result: dict) -> str:
         header += " CNN accuracy | CNN MCC |"
     lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
     for i, row in enumerate(model["folds"]):
-        cells = [row["seed"], row["fold"], row["n_train"], row["n_eval"], row["best_epoch"]]
+        cells = [row["seed"], "-" if row["fold"] is None else row["fold"], row["n_train"], row["n_eval"],
+                 row["best_epoch"]]
         cells += [_fmt(row[m]) for m in METRICS]
         if base:
             cells += [_fmt(base["folds"][i]["accuracy"]), _fmt(base["folds"][i]["mcc"])]
@@ -43,7 +50,8 @@ def markdown_table(result: dict) -> str:
     for res in [model] + ([base] if base else []):
         lines.append(f"| {res['name']} | " + " | ".join(_pm(res, m) for m in METRICS) + " |")
     lines.append("")
-    lines.append("mean ± std (sample std, ddof=1) over every (seed, fold).")
+    lines.append("mean ± std (sample std, ddof=1) over every (seed, fold)" if result["protocol"]["name"] == "kfold"
+                 else "mean ± std (sample std, ddof=1) over the seeds.")
     return "\n".join(lines) + "\n"
 
 
@@ -62,4 +70,4 @@ def summary_line(result: dict) -> str:
     text = f"{result['task']}: {result['name']} accuracy {_pm(result, 'accuracy')}"
     if result.get("baseline"):
         text += f"; CNN baseline {_pm(result['baseline'], 'accuracy')}"
-    return text + f" [{result['eval_split']}]"
+    return text + f" [protocol {result['protocol']['name']}; evaluated on {result['eval_split']}]"

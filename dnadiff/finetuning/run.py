@@ -3,7 +3,7 @@
 Turns the config sections into objects: the backbone (``ckpt=PATH`` through
 ``dnadiff.load_model``, or ``model=NAME`` built from scratch with a fresh seeded init per fold),
 the head (:class:`dnadiff.models.heads.SequenceClassifier`), the fit settings, the CNN baseline,
-and runs :mod:`dnadiff.finetune.cv` on the same splits for all of them. With
+and runs :mod:`dnadiff.finetuning.cv` on the same splits for all of them. With
 ``save_classifier=DIR`` the classifier of the fold that selected best (on its own selection set,
 never the evaluation set) is written there (:func:`dnadiff.checkpoint.save_classifier`).
 """
@@ -24,10 +24,10 @@ from dnadiff.checkpoint import load_model, save_classifier
 from dnadiff.config import as_dict
 from dnadiff.data.benchmarks import TASKS, BenchmarkDataError, resolve_task
 from dnadiff.device import resolve_device
-from dnadiff.finetune.config import CNNConfig, FinetuneConfig
-from dnadiff.finetune.cv import TaskData, cv_splits, prepare_task, run_model_cv
-from dnadiff.finetune.report import summary_line, write_results
-from dnadiff.models.cnn import GenomicBenchmarksCNN
+from dnadiff.finetuning.config import CNNConfig, FinetuneConfig
+from dnadiff.finetuning.cv import TaskData, cv_splits, prepare_task, run_model_cv, seed_splits
+from dnadiff.finetuning.report import summary_line, write_results
+from dnadiff.models.cnn import GenomicBenchmarksCNN, package_input_len
 from dnadiff.models.heads import SequenceClassifier
 from dnadiff.models.registry import model_from_config
 
@@ -70,7 +70,7 @@ def cnn_factory(cfg: CNNConfig, input_len: int, device: torch.device):
 
     def factory(seed: int, n_classes: int) -> nn.Module:
         torch.manual_seed(seed)
-        return GenomicBenchmarksCNN(n_classes, input_len, embedding_dim=cfg.embedding_dim).to(device)
+        return GenomicBenchmarksCNN(n_classes, input_len, embedding_dim=cfg.embedding_dim, loss=cfg.loss).to(device)
 
     return factory
 
@@ -87,22 +87,36 @@ class BestFold:
             self.model, self.row = copy.deepcopy(model).cpu(), row
 
 
+def protocol_settings(cfg: FinetuneConfig, seeds: list[int]) -> dict[str, Any]:
+    """The settings of the protocol that ran (only those it uses)."""
+    cv = cfg.cv
+    if cv.protocol == "seeds":
+        return {"seeds": seeds, "valid_fraction": cv.valid_fraction, "test_fraction_if_one_split": cv.test_fraction}
+    return {"folds": cv.folds, "seeds": seeds, "select_fraction": cv.select_fraction}
+
+
 def run_task(cfg: FinetuneConfig, task: str) -> dict:
     """Cross-validate the backbone (and the CNN baseline when ``baseline``) on one task; write outputs."""
     t0 = time.time()
     device = resolve_device(cfg.device)
-    seeds = cfg.cv.seed_list()
-    n_folds, sel = cfg.cv.folds, cfg.cv.select_fraction
+    cv = cfg.cv
+    seeds = cv.seed_list()
+    n_folds, sel = cv.folds, cv.select_fraction
     d = cfg.data
-    data: TaskData = prepare_task(task, d.root, d.max_per_class, seeds[0], n_folds, d.max_test_per_class, sel)
-    splits = cv_splits(data, n_folds, seeds, sel)
+    data: TaskData = prepare_task(task, d.root, d.max_per_class, seeds[0], n_folds, d.max_test_per_class, sel,
+                                  protocol=cv.protocol, n_seeds=len(seeds), valid_fraction=cv.valid_fraction,
+                                  test_fraction=cv.test_fraction)
+    if cv.protocol == "seeds":
+        splits = seed_splits(data, seeds, cv.valid_fraction)
+    else:
+        splits = cv_splits(data, n_folds, seeds, sel)
     factory, label, info = backbone_factory(cfg, device)
     best = BestFold() if cfg.save_classifier else None
     result = run_model_cv(label, factory, data, splits, cfg.trainer, d.max_len, cfg.progress, on_fold=best)
     baseline = None
     if cfg.baseline:
-        longest = max(len(s) for s in data.pool_seqs + (data.test_seqs or []))
-        input_len = max(min(longest, d.max_len), GenomicBenchmarksCNN.min_input_len())
+        lengths = [min(len(s), d.max_len) for s in data.pool_seqs + (data.test_seqs or [])]
+        input_len = max(package_input_len(lengths), GenomicBenchmarksCNN.min_input_len())
         baseline = run_model_cv("Genomic Benchmarks CNN", cnn_factory(cfg.baseline_cnn, input_len, device), data,
                                 splits, cfg.baseline_cnn, d.max_len, cfg.progress)
         baseline["input_len"] = input_len
@@ -111,9 +125,10 @@ def run_task(cfg: FinetuneConfig, task: str) -> dict:
         "split_used": data.split_used,
         "eval_split": data.eval_split,
         "class_names": data.class_names,
+        "class_order": "label i = class_names[i]: the class folder names sorted (not the directory listing order)",
         "n_sequences": {"pool": len(data.pool_seqs), "test": len(data.test_seqs) if data.test_seqs else 0},
         "notes": data.notes,
-        "protocol": {"folds": n_folds, "seeds": seeds, "select_fraction": sel, "max_len": d.max_len,
+        "protocol": {"name": cv.protocol, **protocol_settings(cfg, seeds), "max_len": d.max_len,
                      "max_per_class": d.max_per_class, "device": str(device)},
         **info,
         **result,
@@ -145,7 +160,8 @@ def run(cfg: FinetuneConfig) -> list[dict]:
         print(summary_line(res), flush=True)
     if cfg.task == "all":
         summary = [{"task": r["task"], "skipped": r.get("skipped", False), "reason": r.get("reason"),
-                    "split_used": r.get("split_used"), "accuracy_mean": r.get("accuracy_mean"),
+                    "protocol": cfg.cv.protocol, "split_used": r.get("split_used"),
+                    "accuracy_mean": r.get("accuracy_mean"),
                     "accuracy_std": r.get("accuracy_std")} for r in results]
         atomic_write_text(json.dumps(summary, indent=1), Path(cfg.out_dir) / "summary.json")
     return results

@@ -15,10 +15,10 @@ from dnadiff import Tokenizer, build_model
 from dnadiff.models.cnn import GenomicBenchmarksCNN
 from dnadiff.data.benchmarks import load_task
 from dnadiff.models.heads import SequenceClassifier, pool_hidden, reverse_complement_padded
-from dnadiff.finetune.cv import encode
-from dnadiff.finetune.__main__ import finetune as run
-from dnadiff.finetune.loop import FitConfig, fit_select, predict_proba
-from dnadiff.finetune.folds import stratified_subsample
+from dnadiff.finetuning.cv import encode
+from dnadiff.finetune import finetune as run
+from dnadiff.finetuning.loop import FitConfig, fit_select, predict_proba
+from dnadiff.finetuning.folds import stratified_subsample
 
 REPO = Path(__file__).resolve().parents[2]
 ENHANCERS = "human_enhancers_cohn"

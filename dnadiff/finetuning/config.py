@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from dnadiff.config import in_range, is_int, key, one_of, optional_positive_int, positive_int, require
+from dnadiff.models.cnn import LOSSES as CNN_LOSSES
 from dnadiff.models.heads import HEAD_TYPES, POOLING_MODES
 from dnadiff.models.model_config import ModelConfig
 
@@ -34,14 +35,18 @@ class FitConfig:
 
 @dataclass
 class CNNConfig(FitConfig):
-    """The Genomic Benchmarks CNN baseline and its fit (the paper: Adam lr 1e-3, embedding 100)."""
+    """The Genomic Benchmarks CNN baseline and its fit, as the package trains it (Adam lr 1e-3, batch 64,
+    embedding 100, its loss; see :mod:`dnadiff.models.cnn`). The package trains 10 epochs."""
 
     embedding_dim: int = 100
+    batch_size: int = 64
     grad_clip: float = 0.0
+    loss: str = "package"  # package (its BCE-with-logits of the sigmoid output, 2 classes) | cross_entropy
 
     def validate(self, prefix: str = "baseline_cnn") -> None:
         super().validate(prefix)
         positive_int(self.embedding_dim, key(prefix, "embedding_dim"))
+        one_of(self.loss, key(prefix, "loss"), CNN_LOSSES)
 
 
 @dataclass
@@ -59,27 +64,40 @@ class FinetuneDataConfig:
         positive_int(self.max_len, key(prefix, "max_len"))
 
 
+CV_PROTOCOLS: tuple[str, ...] = ("kfold", "seeds")
+DEFAULT_SEEDS: dict[str, int] = {"kfold": 1, "seeds": 5}  # cv.seeds=null: runs per protocol (the papers: 5)
+
+
 @dataclass
 class CVConfig:
-    """K-fold cross-validation over one or several seeds."""
+    """The evaluation protocol (see :mod:`dnadiff.finetuning.cv`): true K-fold cross-validation
+    (``kfold``), or the Caduceus/MDLM papers' seeded 90/10 train/validation splits (``seeds``)."""
 
-    folds: int = 5
-    seeds: Any = 1  # a count N (seeds seed .. seed+N-1) or a list of seeds
+    protocol: str = "kfold"  # kfold | seeds
+    folds: int = 5  # kfold: number of folds
+    seeds: Any = None  # a count N (seeds seed .. seed+N-1), a list of seeds, or null = 1 (kfold) / 5 (seeds)
     seed: int = 0
-    select_fraction: float = 0.1  # one-split tasks: slice of the training folds that selects the epoch
+    select_fraction: float = 0.1  # kfold, one-split tasks: slice of the training folds that selects the epoch
+    valid_fraction: float = 0.1  # seeds: random share of the train split that selects the epoch (the papers: 0.1)
+    test_fraction: float = 0.2  # seeds, one-split tasks: stratified share held out in place of the test split
 
     def validate(self, prefix: str = "cv") -> None:
+        one_of(self.protocol, key(prefix, "protocol"), CV_PROTOCOLS)
         positive_int(self.folds, key(prefix, "folds"), minimum=2)
         seeds = self.seeds
-        require((is_int(seeds) and seeds >= 1) or (isinstance(seeds, (list, tuple)) and seeds and all(map(is_int, seeds))),
-                f"{key(prefix, 'seeds')} must be a positive count or a non-empty list of integer seeds, got {seeds!r}")
-        in_range(self.select_fraction, key(prefix, "select_fraction"), 0.0, 0.5, low_open=True, high_open=True)
+        require(seeds is None or (is_int(seeds) and seeds >= 1)
+                or (isinstance(seeds, (list, tuple)) and seeds and all(map(is_int, seeds))),
+                f"{key(prefix, 'seeds')} must be null, a positive count or a non-empty list of integer seeds, "
+                f"got {seeds!r}")
+        for name in ("select_fraction", "valid_fraction", "test_fraction"):
+            in_range(getattr(self, name), key(prefix, name), 0.0, 0.5, low_open=True, high_open=True)
 
     def seed_list(self) -> list[int]:
-        """The seeds to run: ``seed .. seed + seeds - 1`` for a count, else the list."""
-        if is_int(self.seeds):
-            return [self.seed + i for i in range(self.seeds)]
-        return [int(s) for s in self.seeds]
+        """The seeds to run: ``seed .. seed + seeds - 1`` for a count (null: the protocol's default), else the list."""
+        count = DEFAULT_SEEDS[self.protocol] if self.seeds is None else self.seeds
+        if is_int(count):
+            return [self.seed + i for i in range(count)]
+        return [int(s) for s in count]
 
 
 @dataclass
@@ -105,7 +123,8 @@ class HeadConfig:
 
 @dataclass
 class FinetuneConfig:
-    """``python -m dnadiff.finetune``: fine-tune a backbone with K-fold CV on a Genomic Benchmarks task."""
+    """``python -m dnadiff.finetune``: fine-tune a backbone on a Genomic Benchmarks task, evaluated by
+    K-fold CV (``cv.protocol=kfold``) or the papers' seeded splits (``cv.protocol=seeds``)."""
 
     task: str = "human_enhancers_cohn"  # a task name, an alias (enhancers, promoters, ...), or all
     ckpt: Optional[str] = None  # pretraining checkpoint or export; null = a fresh `model` (from scratch)

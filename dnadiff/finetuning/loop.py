@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dnadiff.device import model_device
-from dnadiff.finetune.config import FitConfig
+from dnadiff.finetuning.config import FitConfig
 
 
 @dataclass
@@ -65,7 +65,9 @@ def fit_select(
 ) -> FitResult:
     """Train ``model`` on ``train`` for ``cfg.max_epochs``, keep the epoch best on ``val``.
 
-    The model is left holding the selected epoch's weights.
+    The model is left holding the selected epoch's weights. The loss is the model's own
+    ``training_loss(logits, labels)`` when it has one (the Genomic Benchmarks CNN), else softmax
+    cross-entropy.
     """
     if cfg.max_epochs < 1:
         raise ValueError(f"trainer.max_epochs must be >= 1, got {cfg.max_epochs}")
@@ -74,6 +76,7 @@ def fit_select(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     device = model_device(model)
+    loss_fn = getattr(model, "training_loss", F.cross_entropy)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     best = FitResult(best_epoch=0, best_val_accuracy=-1.0)
@@ -86,7 +89,7 @@ def fit_select(
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             logits = model(_trim(x_tr[idx], pad_id).to(device))
-            loss = F.cross_entropy(logits.float(), y_tr[idx].to(device))
+            loss = loss_fn(logits.float(), y_tr[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

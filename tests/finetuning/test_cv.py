@@ -9,8 +9,8 @@ import pytest
 
 from dnadiff.data.benchmarks import load_task
 from dnadiff.metrics.classification import classification_metrics, summarize
-from dnadiff.finetune.cv import cv_splits, prepare_task
-from dnadiff.finetune.folds import canonical_key, deduplicate, drop_overlap, make_folds, stratified_subsample
+from dnadiff.finetuning.cv import cv_splits, prepare_task
+from dnadiff.finetuning.folds import canonical_key, deduplicate, drop_overlap, make_folds, stratified_subsample
 
 ENHANCERS = "human_enhancers_cohn"
 
