@@ -184,6 +184,22 @@ def clustered_var(y: torch.Tensor, n: torch.Tensor) -> float:
     return float(((y - ratio * n) ** 2).sum() / (w * (w - 1)) / n.mean() ** 2)
 
 
+def ratio_verdict(obj: str, ref: str, ci: list[float], obj_bound: bool, ref_bound: bool) -> str:
+    """What an interval of the PPL ratio obj/ref says. A bound below an exact NLL ranks the models;
+    a bound above it ranks only the bound (the model's own likelihood may still be lower)."""
+    if ci[0] <= 1.0 <= ci[1]:
+        return "unresolved (interval contains 1)"
+    figure = {True: "bound", False: "NLL"}
+    lower, higher = (obj, ref) if ci[1] < 1.0 else (ref, obj)
+    bound_of = {obj: obj_bound, ref: ref_bound}
+    text = f"{lower}'s {figure[bound_of[lower]]} below {higher}'s {figure[bound_of[higher]]}"
+    if not bound_of[higher]:  # lower's NLL <= its figure < higher's exact NLL
+        return text + f" ({lower} has the higher likelihood)"
+    if bound_of[lower]:
+        return text + " (no ranking of the likelihoods: both are bounds)"
+    return text + f" (no ranking of the likelihoods: {higher}'s is only bounded)"
+
+
 def paired_ratio(runs: list[dict[str, Any]], obj: str, ref: str, level: float = 0.95) -> dict[str, Any] | None:
     """The PPL ratio obj/ref, paired over windows and seeds, with per-seed and all-seed intervals.
 
@@ -231,8 +247,8 @@ def paired_ratio(runs: list[dict[str, Any]], obj: str, ref: str, level: float = 
     df = var**2 / sum(v**2 / k for v, k in parts if v > 0) if var > 0 else float(n_windows - 1)
     q = t_quantile(df, level)
     ci = [math.exp(theta - q * math.sqrt(var)), math.exp(theta + q * math.sqrt(var))]
-    verdict = ("unresolved (interval contains 1)" if ci[0] <= 1.0 <= ci[1]
-               else f"{obj} {'lower' if ci[1] < 1.0 else 'higher'} than {ref}")
+    verdict = ratio_verdict(obj, ref, ci, by[(obj, seeds[0])].get("is_bound", False),
+                            by[(ref, seeds[0])].get("is_bound", False))
     return {
         "objective": obj, "reference": ref, "seeds": seeds, "windows": n_windows, "level": level,
         "ratio": math.exp(theta), "log_ratio": theta, "log_ratio_se": math.sqrt(var),

@@ -57,12 +57,22 @@ def test_verdict_and_table_say_unresolved_when_the_interval_contains_one() -> No
     rng = np.random.default_rng(0)
     clear = paired_ratio(simulated_runs(rng, -0.05, 3, 60, 0.001, 0.001, 0.001), "mdlm", "ar")
     tie = paired_ratio(simulated_runs(rng, 0.0, 3, 60, 0.002, 0.01, 0.03), "mdlm", "ar")
-    assert clear["ci"][1] < 1 and clear["verdict"] == "mdlm lower than ar"
+    assert clear["ci"][1] < 1 and clear["verdict"] == "mdlm's NLL below ar's NLL (mdlm has the higher likelihood)"
     assert tie["ci"][0] <= 1 <= tie["ci"][1] and tie["verdict"].startswith("unresolved")
     with pytest.raises(ValueError, match="same windows"):
         runs = simulated_runs(rng, 0.0, 1, 10, 0, 0, 0.01)
         runs[0]["window_tokens"] = [TOKENS - 1] * 10
         paired_ratio(runs, "mdlm", "ar")
+
+
+def test_a_bound_above_an_exact_nll_ranks_only_the_bound() -> None:
+    from dnadiff.experiments.hg38_table import ratio_verdict
+
+    assert ratio_verdict("mdlm", "ar", [1.005, 1.012], True, False) == (
+        "ar's NLL below mdlm's bound (no ranking of the likelihoods: mdlm's is only bounded)")
+    assert ratio_verdict("mdlm", "ar", [0.990, 0.995], True, False) == "mdlm's bound below ar's NLL (mdlm has the higher likelihood)"
+    assert ratio_verdict("sedd", "mdlm", [0.990, 0.995], True, True).endswith("(no ranking of the likelihoods: both are bounds)")
+    assert ratio_verdict("sedd", "mdlm", [0.990, 1.001], True, True) == "unresolved (interval contains 1)"
 
 
 def test_markdown_reports_intervals_and_verdicts() -> None:
