@@ -377,6 +377,8 @@ def hg38_commands(seeds: list[int]) -> str:
     d_ar = matched_mamba_width(d_ps, n_layer)
     lines = [
         "# Real-scale HG38 table (GPU; data: python -m data_prep.download --out data --what hg38,bed).",
+        "# Every evaluation has its own noise seed. Each test.json gives nats_per_token_stderr (window-clustered): "
+        "a gap between two objectives below about 2 sqrt(SE_a^2 + SE_b^2) is unresolved (unpaired, so conservative).",
         f"# Backbones at the MDLM paper's size: Caduceus-PS d_model={d_ps}, n_layer={n_layer} "
         f"({n_params('caduceus_ps', d_ps, n_layer):,} params; the paper reports 467K) and causal Mamba "
         f"d_model={d_ar}, n_layer={n_layer} ({n_params('mamba', d_ar, n_layer):,} params).",
@@ -390,7 +392,7 @@ def hg38_commands(seeds: list[int]) -> str:
             lines.append(f"python -m dnadiff.pretrain experiment=hg38 objective={obj} model={model} "
                          f"model.d_model={d} model.n_layer={n_layer}{aug} seed={seed} out_dir={out}")
             lines.append(f"python -m dnadiff.evaluate ckpt={out}/last.ckpt split=test out={out}/test.json "
-                         "data=hg38 eval.draws=8")
+                         f"data=hg38 eval.draws=8 eval.seed={eval_seed(obj, seed, 1234)}")
     return "\n".join(lines)
 
 
