@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +28,14 @@ import torch.nn as nn
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from dnadiff.data.benchmarks import available_splits, collate_sequences, load_task, resolve_task
+from dnadiff.data.benchmarks import (
+    BenchmarkDataError,
+    available_splits,
+    collate_sequences,
+    load_task,
+    resolve_task,
+    task_folder,
+)
 from dnadiff.tokenizer import Tokenizer
 from dnadiff.metrics.classification import classification_metrics, summarize
 from dnadiff.finetune.config import FitConfig
@@ -100,6 +108,7 @@ def prepare_task(
     if len(sub) < len(labels):
         notes.append(f"{pool_split} subsampled to {len(sub)} sequences (data.max_per_class={max_per_class})")
     seqs, labels = [seqs[i] for i in sub], labels[sub]
+    check_class_sizes(labels, classes, n_folds, task_folder(task, root) / pool_split)
     if test_seqs is not None:
         split_used = (
             f"train: {n_folds}-fold stratified CV (train on {n_folds - 1}/{n_folds}, select the epoch on the "
@@ -113,6 +122,18 @@ def prepare_task(
             f"stratified slice that selects the epoch; accuracy on the held-out fold"
         )
     return TaskData(task, list(classes), seqs, labels, test_seqs, test_labels, split_used, pool_split, notes)
+
+
+def check_class_sizes(labels: np.ndarray, classes: list[str], n_folds: int, split_dir: Path) -> None:
+    """Every class needs at least ``n_folds`` sequences (after deduplication and subsampling) for
+    stratified folds; refuse otherwise, naming the class folder."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    for cls, n in zip(classes, counts.tolist()):
+        if n < n_folds:
+            raise BenchmarkDataError(
+                f"{split_dir / cls}: {n} usable sequence(s) (after removing duplicates and test overlap), "
+                f"fewer than cv.folds={n_folds}; add sequences or lower cv.folds"
+            )
 
 
 @dataclass

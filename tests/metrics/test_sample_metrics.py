@@ -24,8 +24,8 @@ from dnadiff.metrics.samples import (
     kmer_counts,
     kmer_js,
     nn_identity,
-    reverse_complement,
 )
+from dnadiff.tokenizer import reverse_complement_text as reverse_complement
 
 def rand_seq(rng: random.Random, n: int) -> str:
     return "".join(rng.choice("ACGT") for _ in range(n))
