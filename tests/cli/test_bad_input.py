@@ -1,7 +1,8 @@
 """The bad-input corpus: every entry point, fed bad configs, sequence files, checkpoints, output
 paths and fine-tuning data, answers with exit status 2 and one line on stderr that names the
 culprit (key, file, line, contig, folder), prints no traceback, and leaves the working folder as
-it was (no new file, no temporary left, every file of an earlier good run unchanged).
+it was (no new file, no temporary left, every file of an earlier good run unchanged); the input
+folders are left as they were too.
 
 Each case runs the entry point's ``main()`` with its command line in ``sys.argv`` and the case's
 folder as the working directory (what ``python -m dnadiff.X ...`` runs); the cases marked
@@ -16,6 +17,7 @@ tiny pretraining run; the "earlier good runs" are real runs of each entry point.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import importlib
@@ -26,7 +28,8 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,15 +246,18 @@ def _good_runs(good: Path, a: dict[str, Path]) -> None:
     a["classifier"] = good / "finetune" / "classifier"
 
 
-def test_fixtures_are_what_the_cases_say(assets: Assets) -> None:
+def test_fixtures_are_what_the_cases_say(assets: Assets, tmp_path: Path) -> None:
     """The bad inputs are really bad in the way each case claims (so a passing case means something)."""
     assert (assets["good_finetune"] / TASK / "cv.json").is_file()
     assert sorted(p.name for p in assets["good_evaluate_samples"].iterdir()) == [
         "report.json", "report_gc.png", "report_kmer6.png"]
     # the malicious checkpoint runs its payload under a plain unpickler
-    live = assets.root / "LIVE_MARKER"
-    torch.save({"x": Evil(live)}, assets.root / "live.ckpt")
-    torch.load(assets.root / "live.ckpt", weights_only=False)
+    live = tmp_path / "LIVE_MARKER"
+    torch.save({"x": Evil(live)}, tmp_path / "live.ckpt")
+    torch.load(tmp_path / "live.ckpt", weights_only=False)
+    assert live.read_text() == "payload ran"
+    live.unlink()
+    pickle.loads(pickle.dumps({"state_dict": Evil(live)}, protocol=2))  # how ckpt_evil_pickle is made
     assert live.read_text() == "payload ran"
     # the renamed contigs have the lengths the old index records (only the names differ)
     for name in ("renamed_first", "renamed_last"):
@@ -305,6 +311,23 @@ def snapshot(folder: Path) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def cli_warnings() -> Iterator[None]:
+    """Warnings as a ``python -m`` run shows them: printed on stderr under Python's default filters
+    (pytest would otherwise collect them, and a case could pass with a warning above its one line)."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)
+
+        def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+            sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+        warnings.showwarning = show
+        yield
+
+
 def run_entry(case: Case, env: Env, capfd: pytest.CaptureFixture) -> tuple[int | None, str]:
     """Run the entry point; returns (exit status, stderr). An exception escaping ``main`` is a
     failure (its traceback is returned as stderr)."""
@@ -325,7 +348,8 @@ def run_entry(case: Case, env: Env, capfd: pytest.CaptureFixture) -> tuple[int |
     capfd.readouterr()
     code: int | None
     try:
-        module.main()
+        with cli_warnings():
+            module.main()
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
@@ -402,13 +426,6 @@ def make_file(rel: str, text: str = "I am a file\n") -> Callable[[Env], None]:
     return prepare
 
 
-def make_dir(rel: str) -> Callable[[Env], None]:
-    def prepare(env: Env) -> None:
-        (env.work / rel).mkdir(parents=True, exist_ok=True)
-
-    return prepare
-
-
 def bench(layout: dict[str, int], split: str = "train", extra: dict[str, int] | None = None,
           same: bool = False) -> Callable[[Env], None]:
     """A genomic-benchmarks root at {inp}/bench with ``layout`` (and ``extra`` classes in the test
@@ -446,15 +463,6 @@ def damaged_classifier(env: Env, how: str) -> None:
         (clf / "config.json").write_text(json.dumps(cfg))
 
 
-def chain(*steps: Callable[[Env], None]) -> Callable[[Env], None]:
-    def prepare(env: Env) -> None:
-        for step in steps:
-            step(env)
-
-    return prepare
-
-
-# --------------------------------------------------------------------------- the corpus
 def cli(*parts: Any) -> tuple[str, ...]:
     """A command line from overrides and tuples of overrides; a later ``key=value`` replaces an earlier one."""
     flat: dict[str, str] = {}
@@ -507,6 +515,14 @@ CASES: list[Case] = [
     Case("generate-typo", "generate", (*GEN, "+semi_ar.block=8", "out={out}/s.fa"), ("semi_ar.block",)),
     Case("generate-guidance-weight", "generate", cli(GEN, "out={out}/s.fa", "guidance.weight=-1"),
          ("guidance.weight", "-1")),
+    Case("generate-motif-letters", "generate", cli(GEN, "out={out}/s.fa", "infill.motif=TATAZ", "infill.motif_position=3"),
+         ("infill.motif", "'Z'")),
+    Case("generate-motif-beyond-length", "generate", cli(GEN, "out={out}/s.fa", "infill.motif=TATA",
+                                                         "infill.motif_position=31"), ("infill.motif_position=31", "length=32")),
+    Case("generate-region-format", "generate", ("ckpt={ckpt}", "out={out}/s.fa", "infill.fasta={two_fa}",
+                                                "infill.region=chrA-1-64", "infill.mask=9-24"), ("chrA-1-64",)),
+    Case("generate-mask-outside-region", "generate", ("ckpt={ckpt}", "out={out}/s.fa", "infill.fasta={two_fa}",
+                                                      "infill.region=chrA:1-64", "infill.mask=60-90"), ("60-90", "64")),
     Case("generate-no-length", "generate", ("ckpt={ckpt}", "out={out}/s.fa"), ("length=L is required",)),
     Case("finetune-folds-1", "finetune", cli(FT, "cv.folds=1"), ("cv.folds", "got 1")),
     Case("finetune-folds-type", "finetune", cli(FT, "cv.folds=five"), ("cv.folds", "'five'")),
@@ -696,9 +712,10 @@ def test_bad_input(case: Case, assets: Assets, tmp_path: Path, monkeypatch: pyte
     try:
         if case.prepare:
             case.prepare(env)
-        before = snapshot(env.work)
+        folders = (env.work, env.inp, assets.root)  # outputs, and inputs: no index or stray file either
+        before = [snapshot(f) for f in folders]
         code, err = run_entry(case, env, capfd)
-        after = snapshot(env.work)
+        after = [snapshot(f) for f in folders]
     finally:
         monkeypatch.undo()
         for undo in env.cleanups:
@@ -714,5 +731,6 @@ def test_bad_input(case: Case, assets: Assets, tmp_path: Path, monkeypatch: pyte
     assert line.startswith(f"python -m dnadiff.{case.entry}: error: "), line
     for name in case.names:
         assert name.format(**env.vars()) in line, f"{name.format(**env.vars())!r} not named in: {line}"
-    assert after == before, f"the working folder changed: {sorted(set(after.items()) ^ set(before.items()))}"
+    for folder, old, new in zip(folders, before, after):
+        assert new == old, f"{folder} changed: {sorted(set(new.items()) ^ set(old.items()))}"
     assert not assets["marker"].exists(), "a checkpoint's pickled payload was executed"
