@@ -90,6 +90,9 @@ def _hydra_message(err: BaseException) -> str:
         if getattr(cause, "full_key", None):
             return omegaconf_message(cause)
         return f"{head.removeprefix('Error merging override ')}: {omegaconf_message(cause)}"
+    options = re.search(r"Available options in '([^']+)':\n((?:\t\S+\n?)+)", str(err))
+    if options:
+        return f"{head}; available {options.group(1)} options: {', '.join(options.group(2).split())}"
     return head
 
 
