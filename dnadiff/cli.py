@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
-from dnadiff.config import ConfigError, omegaconf_message, to_typed
+from dnadiff.config import ConfigError, omegaconf_message, register_resolvers, to_typed
 from dnadiff.errors import first_line
 
 T = TypeVar("T")
@@ -44,6 +44,7 @@ def register_configs() -> None:
     """Register every job's schema with Hydra's ConfigStore as ``<job>_schema``."""
     from hydra.core.config_store import ConfigStore
 
+    register_resolvers()
     store = ConfigStore.instance()
     for name, schema in _schemas().items():
         store.store(name=f"{name}_schema", node=schema)
