@@ -105,9 +105,9 @@ class RunCheckpoints(L.Callback):
             trainer.save_checkpoint(path, weights_only=False)  # the full state: optimiser, schedule, loops
             if trainer.is_global_zero:
                 link_or_copy(path, last)
-        except OSError as err:
-            raise CheckpointWriteError(f"writing checkpoint {path} failed ({err.strerror or first_line(err)}); "
-                                       f"{last} is unchanged") from None
+        except (OSError, RuntimeError) as err:  # torch's zip writer reports a full disk as a RuntimeError
+            reason = getattr(err, "strerror", None) or first_line(err)
+            raise CheckpointWriteError(f"writing checkpoint {path} failed ({reason}); {last} is unchanged") from None
         self._saved_at = self.last_step = step
         if trainer.is_global_zero:
             self._prune(step, path)

@@ -45,8 +45,8 @@ def resolve_precision(trainer: TrainerConfig) -> str:
 
 def build_logger(trainer: TrainerConfig, out_dir: Path) -> Any:
     """``trainer.logger``: logs/version_k (one per (re)start) as CSV or TensorBoard events, or none."""
-    if trainer.logger == "csv":
-        return L.pytorch.loggers.CSVLogger(str(out_dir), name="logs")
+    if trainer.logger == "csv":  # written at every logging step, so that a killed run keeps its log
+        return L.pytorch.loggers.CSVLogger(str(out_dir), name="logs", flush_logs_every_n_steps=trainer.log_every_n_steps)
     if trainer.logger == "tensorboard":
         return L.pytorch.loggers.TensorBoardLogger(str(out_dir), name="logs")
     return False

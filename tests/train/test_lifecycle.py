@@ -360,6 +360,29 @@ def test_out_dir_on_a_read_only_file_system_is_refused(tmp_path: Path) -> None:
                                     "existing folder)")
 
 
+def test_full_disk_during_a_checkpoint_write_is_one_line_and_keeps_last_ckpt(tmp_path: Path) -> None:
+    """A 256 KiB file system: the first checkpoint (~120 KB) fits, the second does not."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=256k none {mount}"], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (unshare -m)")
+    run = mount / "run"
+    check = ("import sys; from pathlib import Path; from dnadiff.checkpoint import load_model, safe_load; "
+             f"run = Path({str(run)!r}); load_model(run / 'last.ckpt'); "
+             "print('STEP', safe_load(run / 'last.ckpt')['global_step']); print('TMP', sorted(run.rglob('*.tmp')))")
+    args = " ".join(cli_args(run, "trainer.max_steps=3", "trainer.checkpoint_every=1", "trainer.logger=none"))
+    script = (f"mount -t tmpfs -o size=256k none {mount} && cd {REPO} && export OMP_NUM_THREADS=1 && "
+              f"{sys.executable} -m dnadiff.pretrain {args}; echo EXIT=$?; {sys.executable} -c \"{check}\"")
+    res = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert "EXIT=2" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
+    res.returncode = 2  # the shell's own status is the check's
+    line = error_line(res)
+    assert line.endswith(f"writing checkpoint {run}/checkpoints/step0000002.ckpt failed (No space left on device); "
+                         f"{run}/last.ckpt is unchanged")
+    assert "STEP 1" in res.stdout and "TMP []" in res.stdout
+
+
 def test_logger_none_and_tensorboard(tmp_path: Path) -> None:
     run_pretrain(cfg_for(tmp_path / "none", "trainer.max_steps=1", "trainer.logger=none"))
     assert not (tmp_path / "none" / "logs").exists()
