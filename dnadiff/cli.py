@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
-from dnadiff.config import ConfigError, omegaconf_message, to_typed
+from dnadiff.config import ConfigError, omegaconf_message, register_resolvers, to_typed
 from dnadiff.errors import first_line
 
 T = TypeVar("T")
@@ -52,6 +52,7 @@ def register_config(config_name: str) -> None:
     """Register a job's schema with Hydra's ConfigStore as ``<job>_schema`` (its YAML lists it first)."""
     from hydra.core.config_store import ConfigStore
 
+    register_resolvers()
     ConfigStore.instance().store(name=f"{config_name}_schema", node=schema_of(config_name))
 
 
