@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
-from dnadiff.config import ConfigError, omegaconf_message, to_typed
+from dnadiff.config import ConfigError, omegaconf_message, register_resolvers, to_typed
 from dnadiff.errors import first_line
 
 T = TypeVar("T")
@@ -52,6 +52,7 @@ def register_config(config_name: str) -> None:
     """Register a job's schema with Hydra's ConfigStore as ``<job>_schema`` (its YAML lists it first)."""
     from hydra.core.config_store import ConfigStore
 
+    register_resolvers()
     ConfigStore.instance().store(name=f"{config_name}_schema", node=schema_of(config_name))
 
 
@@ -90,6 +91,9 @@ def _hydra_message(err: BaseException) -> str:
         if getattr(cause, "full_key", None):
             return omegaconf_message(cause)
         return f"{head.removeprefix('Error merging override ')}: {omegaconf_message(cause)}"
+    options = re.search(r"Available options in '([^']+)':\n((?:\t\S+\n?)+)", str(err))
+    if options:
+        return f"{head}; available {options.group(1)} options: {', '.join(options.group(2).split())}"
     return head
 
 

@@ -109,6 +109,32 @@ def check_known_keys(tree: Any, cls: type, prefix: str = "") -> None:
             check_known_keys(value, type(default), key(prefix, name))
 
 
+def required(name: str) -> Any:
+    """The ``${dnadiff_required:KEY}`` resolver: a config (e.g. an experiment) that cannot run
+    without ``KEY`` says so in one line unless the command line gives it (a ``???`` cannot: OmegaConf
+    keeps the schema's default when merging a missing value over it)."""
+    raise ConfigError(f"{name} is required by this config: give {name}=...")
+
+
+def register_resolvers() -> None:
+    """The resolvers dnadiff's YAMLs use (idempotent)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("dnadiff_required"):
+        OmegaConf.register_new_resolver("dnadiff_required", required)
+
+
+def _config_error_in(err: BaseException) -> ConfigError | None:
+    """The ConfigError an OmegaConf error was raised from (it keeps it as the context)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ConfigError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def to_typed(cfg: Any, cls: type[T], prefix: str = "") -> T:
     """A composed Hydra config (DictConfig), a mapping or an instance as a validated ``cls``.
 
@@ -121,12 +147,16 @@ def to_typed(cfg: Any, cls: type[T], prefix: str = "") -> T:
     if isinstance(cfg, cls):
         obj = cfg
     else:
+        register_resolvers()
         try:
             node = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
             check_known_keys(OmegaConf.to_container(node, resolve=False), cls, prefix)
             merged = OmegaConf.merge(OmegaConf.structured(cls), node)
             obj = OmegaConf.to_object(merged)
         except OmegaConfBaseException as err:
+            own = _config_error_in(err)
+            if own is not None:  # raised by a dnadiff resolver: already one line
+                raise ConfigError(str(own)) from None
             raise ConfigError(omegaconf_message(err, prefix)) from None
     validate_tree(obj, prefix)
     return obj  # type: ignore[return-value]

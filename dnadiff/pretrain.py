@@ -4,7 +4,7 @@ With no arguments it trains a tiny Caduceus-PS on the embedded real sample (hg38
 few minutes on a CPU. Config groups: model, objective, data, trainer, experiment (see ``--help``);
 every key is typed and checked (:class:`dnadiff.train.config.PretrainConfig`). A multirun
 (``-m seed=1,2``) writes one folder per job, ``out_dir/0``, ``out_dir/1``, ... (Hydra's job numbers;
-each holds its overrides in ``hydra/overrides.yaml``); a single run writes to ``out_dir``.
+each holds its Hydra files, overrides included, in ``hydra/<start time>/``); a single run writes to ``out_dir``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def multirun_job_dir() -> str | None:
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
-    sweep = HydraConfig.get().sweep
-    return os.path.join(sweep.dir, str(sweep.subdir))
+    hydra = HydraConfig.get()
+    return os.path.join(hydra.sweep.dir, str(hydra.job.num))
 
 
 def run_job(cfg: PretrainConfig) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dnadiff.tokenizer import Tokenizer
+from dnadiff.tokenizer import SEQUENCE_CODES, Tokenizer, non_nucleotide
 
 CACHE_PATH = Path.home() / ".genomic_benchmarks"
 BENCHMARK_SPLITS: tuple[str, ...] = ("train", "test")
@@ -102,6 +102,11 @@ def available_splits(name: str, root: str | os.PathLike | None = None) -> list[s
     return [s for s in BENCHMARK_SPLITS if (task_dir / s).is_dir()]
 
 
+def task_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of a task on disk (``<root>/<task>``; the package cache when root is None)."""
+    return _task_dir(resolve_task(name), root, download=False)
+
+
 def _natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
@@ -166,16 +171,27 @@ def _read_split(task_dir: str, split: str, mtime_ns: int) -> tuple[tuple[str, ..
     labels: list[int] = []
     for label, cls in enumerate(classes):
         cdir = tdir / split / cls
-        if not cdir.is_dir():
+        if not cdir.is_dir():  # a class of another split only (fine-tuning checks its pool has every class)
             continue
         files = sorted((e.name for e in os.scandir(cdir) if e.name.endswith(".txt")), key=_natural_key)
+        if not files:
+            raise BenchmarkDataError(f"{cdir}: empty class folder (no <name>.txt sequence files)")
         for fname in files:
             with open(cdir / fname, encoding="ascii", errors="replace") as handle:
                 seq = "".join(handle.read().split())
             if not seq:
                 raise BenchmarkDataError(f"{cdir / fname}: empty sequence file")
+            bad = non_nucleotide(seq)
+            if bad is not None:
+                raise BenchmarkDataError(
+                    f"{cdir / fname}: {bad[0]} character(s) that are not nucleotide codes (first {bad[2]!r} at "
+                    f"position {bad[1] + 1}); a sequence file holds only {SEQUENCE_CODES} (either case)"
+                )
             seqs.append(seq)
             labels.append(label)
+    if len(classes) < 2:
+        raise BenchmarkDataError(f"{tdir / split}: {len(classes)} class folder(s) {list(classes)}; "
+                                 "a classification task needs at least 2 (<split>/<class>/<name>.txt)")
     return tuple(seqs), np.asarray(labels, dtype=np.int64), tuple(classes)
 
 

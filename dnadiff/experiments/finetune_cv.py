@@ -88,7 +88,7 @@ def pretrain_tiny(args: argparse.Namespace) -> tuple[str | None, str]:
         return None, "no --ckpt given and --pretrain-steps 0"
     out = Path(args.work_dir) / "pretrain"
     cmd = [sys.executable, "-m", "dnadiff.pretrain", f"trainer.max_steps={args.pretrain_steps}", f"out_dir={out}",
-           "trainer.enable_progress_bar=false", *args.pretrain_args]
+           "trainer.enable_progress_bar=false", "overwrite=true", *args.pretrain_args]
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     ckpt = out / "last.ckpt"

@@ -131,6 +131,7 @@ def train_and_test(objective: str, seed: int, args: argparse.Namespace, fasta: P
         f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}",
         f"trainer.checkpoint_every={args.steps}", "trainer.enable_progress_bar=false",
         "trainer.log_every_n_steps=50", f"optim.lr={args.lr}", "eval.draws=2", f"seed={seed}", f"out_dir={out_dir}",
+        "overwrite=true",  # a re-run of the table replaces its earlier runs
     ])
     summary_path = out_dir / "train_summary.json"
     if args.reuse_checkpoints and summary_path.is_file() and (out_dir / "last.ckpt").is_file():

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from dnadiff import Tokenizer, build_model
+from dnadiff.atomic import atomic_write
 from dnadiff.metrics.samples import kmer_js
 from dnadiff.objectives.schedules import build_schedule
 from dnadiff.device import resolve_device
@@ -181,7 +182,7 @@ def plot(result: dict, path: Path) -> None:
         axes[1].set_ylabel("k-mer JS to held-out windows (bits)")
         axes[1].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
     plt.close(fig)
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,7 +42,14 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import random_split
 from tqdm.auto import tqdm
 
-from dnadiff.data.benchmarks import available_splits, collate_sequences, load_task, resolve_task
+from dnadiff.data.benchmarks import (
+    BenchmarkDataError,
+    available_splits,
+    collate_sequences,
+    load_task,
+    resolve_task,
+    task_folder,
+)
 from dnadiff.tokenizer import Tokenizer
 from dnadiff.metrics.classification import classification_metrics, summarize
 from dnadiff.finetuning.config import FitConfig
@@ -137,6 +145,8 @@ def prepare_task(
         pool_name = f"the training pool (rest of {pool_split})" if test_is_slice else pool_split
         notes.append(f"{pool_name} subsampled to {len(sub)} sequences (data.max_per_class={max_per_class})")
     seqs, labels = [seqs[i] for i in sub], labels[sub]
+    minimum, why = (n_folds, f"cv.folds={n_folds}") if protocol == "kfold" else (2, "a train/validation split")
+    check_class_sizes(labels, classes, minimum, task_folder(task, root) / pool_split, why)
     missing = ", ".join(s for s in ("train", "test") if s not in splits)
     seeds_text = (f"{n_seeds} seeds x a random {1 - valid_fraction:.0%}/{valid_fraction:.0%} train/validation split "
                   f"(torch random_split, not stratified), the epoch with the best validation accuracy")
@@ -162,6 +172,19 @@ def prepare_task(
         )
     return TaskData(task, list(classes), seqs, labels, test_seqs, test_labels, split_used, pool_split, notes,
                     protocol, test_is_slice)
+
+
+def check_class_sizes(labels: np.ndarray, classes: list[str], n_folds: int, split_dir: Path,
+                      why: str = "cv.folds") -> None:
+    """Every class needs at least ``n_folds`` sequences (after deduplication and subsampling) for
+    stratified folds (``why`` says what needs them); refuse otherwise, naming the class folder."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    for cls, n in zip(classes, counts.tolist()):
+        if n < n_folds:
+            raise BenchmarkDataError(
+                f"{split_dir / cls}: {n} usable sequence(s) (after removing duplicates and test overlap), "
+                f"fewer than {why} needs ({n_folds}); add sequences or lower cv.folds"
+            )
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from dnadiff.atomic import atomic_write_text
+from dnadiff.atomic import atomic_write_files
 from dnadiff.metrics.classification import METRICS
 
 PROTOCOL_NAMES: dict[str, str] = {
@@ -55,12 +55,20 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(result: dict, out_dir: str | Path) -> Path:
-    """Write ``<out_dir>/<task>/cv.json`` and ``cv.md``; returns the task folder."""
+RESULT_FILES: tuple[str, ...] = ("cv.json", "cv.md")
+
+
+def result_files(result: dict, out_dir: str | Path) -> dict[Path, bytes]:
+    """``<out_dir>/<task>/cv.json`` and ``cv.md`` as {path: bytes}, to be written together."""
     task_dir = Path(out_dir) / result["task"]
-    atomic_write_text(json.dumps(result, indent=1, default=float), task_dir / "cv.json")
-    atomic_write_text(markdown_table(result), task_dir / "cv.md")
-    return task_dir
+    return {task_dir / "cv.json": json.dumps(result, indent=1, default=float).encode(),
+            task_dir / "cv.md": markdown_table(result).encode()}
+
+
+def write_results(result: dict, out_dir: str | Path) -> Path:
+    """Write ``<out_dir>/<task>/cv.json`` and ``cv.md`` together; returns the task folder."""
+    atomic_write_files(result_files(result, out_dir))
+    return Path(out_dir) / result["task"]
 
 
 def summary_line(result: dict) -> str:

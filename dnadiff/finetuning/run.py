@@ -19,14 +19,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from dnadiff.atomic import atomic_write_text
-from dnadiff.checkpoint import load_model, save_classifier
+from dnadiff.atomic import atomic_write_files, atomic_write_text, check_output_dir, check_output_file
+from dnadiff.checkpoint import CLASSIFIER_WEIGHTS, EXPORT_CONFIG, classifier_files, load_model
 from dnadiff.config import as_dict
 from dnadiff.data.benchmarks import TASKS, BenchmarkDataError, resolve_task
 from dnadiff.device import resolve_device
 from dnadiff.finetuning.config import CNNConfig, FinetuneConfig
 from dnadiff.finetuning.cv import TaskData, cv_splits, prepare_task, run_model_cv, seed_splits
-from dnadiff.finetuning.report import summary_line, write_results
+from dnadiff.finetuning.report import RESULT_FILES, result_files, summary_line
 from dnadiff.models.cnn import GenomicBenchmarksCNN, package_input_len
 from dnadiff.models.heads import SequenceClassifier
 from dnadiff.models.registry import model_from_config
@@ -120,6 +120,7 @@ def run_task(cfg: FinetuneConfig, task: str) -> dict:
         baseline = run_model_cv("Genomic Benchmarks CNN", cnn_factory(cfg.baseline_cnn, input_len, device), data,
                                 splits, cfg.baseline_cnn, d.max_len, cfg.progress)
         baseline["input_len"] = input_len
+    files: dict[Path, bytes] = {}
     out = {
         "task": data.task,
         "split_used": data.split_used,
@@ -138,16 +139,28 @@ def run_task(cfg: FinetuneConfig, task: str) -> dict:
     if best is not None and best.model is not None:
         best.model.classes = list(data.class_names)
         chosen = {"seed": best.row["seed"], "fold": best.row["fold"], "select_accuracy": best.row["select_accuracy"]}
-        save_classifier(best.model, cfg.save_classifier, task=data.task, chosen_fold=chosen,
-                        max_len=d.max_len, backbone=label)
+        files.update(classifier_files(best.model, cfg.save_classifier, task=data.task, chosen_fold=chosen,
+                                      max_len=d.max_len, backbone=label))
         out["saved_classifier"] = {"path": str(cfg.save_classifier), **chosen}
-    write_results(out, cfg.out_dir)
+    files.update(result_files(out, cfg.out_dir))
+    atomic_write_files(files)  # all or nothing: a failure leaves an earlier run's files as they were
     return out
+
+
+def check_outputs(cfg: FinetuneConfig, tasks: list[str]) -> None:
+    """Refuse, before any training, output paths that cannot be written."""
+    for task in tasks:
+        check_output_dir(Path(cfg.out_dir) / task, RESULT_FILES)
+    if cfg.save_classifier:
+        check_output_dir(cfg.save_classifier, (CLASSIFIER_WEIGHTS, EXPORT_CONFIG))
+    if cfg.task == "all":
+        check_output_file(Path(cfg.out_dir) / "summary.json")
 
 
 def run(cfg: FinetuneConfig) -> list[dict]:
     """Run ``cfg.task`` (a name, an alias, or ``all``); with ``all``, absent tasks are skipped with a reason."""
     tasks = list(ALL_TASKS) if cfg.task == "all" else [resolve_task(cfg.task)]
+    check_outputs(cfg, tasks)
     results = []
     for task in tasks:
         try:

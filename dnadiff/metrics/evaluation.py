@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dnadiff.atomic import atomic_write_bytes
+from dnadiff.atomic import atomic_write_bytes, check_output_file
 from dnadiff.checkpoint import load_model, read_metadata, training_seq_len
 from dnadiff.data.sources import data_source
 from dnadiff.data.stream import EvalNoiseDataset
@@ -29,9 +29,17 @@ def heldout_nll(model: torch.nn.Module, objective: Any, loader: DataLoader, devi
                 desc: str = "evaluate") -> HeldoutNLL:
     """Run the objective's evaluation figure over every batch of ``loader``."""
     totals = HeldoutNLL()
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):  # no bar when not a terminal
         totals.add(objective.eval_batch(model, {k: v.to(device) for k, v in batch.items()}))
     return totals
+
+
+def report_path(cfg: EvaluateConfig) -> Path:
+    """Where the report goes: ``out``, or ``eval_<split>.json`` beside the checkpoint (in an export folder)."""
+    if cfg.out:
+        return Path(cfg.out)
+    ckpt = Path(cfg.ckpt)
+    return (ckpt if ckpt.is_dir() else ckpt.parent) / f"eval_{cfg.split}.json"
 
 
 def evaluate_checkpoint(cfg: EvaluateConfig) -> dict[str, Any]:
@@ -42,6 +50,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig) -> dict[str, Any]:
 def evaluate_windows(cfg: EvaluateConfig) -> tuple[dict[str, Any], HeldoutNLL]:
     """:func:`evaluate_checkpoint`, also returning the per-window totals (for paired comparisons)."""
     ckpt = Path(cfg.ckpt)
+    out_path = check_output_file(report_path(cfg))
     meta = read_metadata(ckpt)
     data_cfg = cfg.data
     if data_cfg.seq_len is None:
@@ -92,7 +101,6 @@ def evaluate_windows(cfg: EvaluateConfig) -> tuple[dict[str, Any], HeldoutNLL]:
         "ckpt": str(ckpt),
         "ema": cfg.use_ema,
     })
-    out_path = Path(cfg.out) if cfg.out else (ckpt if ckpt.is_dir() else ckpt.parent) / f"eval_{cfg.split}.json"
     atomic_write_bytes(json.dumps(report, indent=1).encode(), out_path)
     report["out"] = str(out_path)
     report["line"] = describe_report(figures, objective.is_bound, stderr)

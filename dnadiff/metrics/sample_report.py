@@ -11,13 +11,14 @@ genome windows of the samples' length (``data.fasta``, default the embedded hg38
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dnadiff.atomic import atomic_write, atomic_write_text
+from dnadiff.atomic import atomic_write_files, check_output_file
 from dnadiff.checkpoint import load_classifier, load_model, read_metadata
 from dnadiff.data.fasta import read_fasta
 from dnadiff.data.sources import GenomeSource
@@ -63,15 +64,30 @@ def load_reference(cfg: EvaluateSamplesConfig, length: int) -> tuple[list[str], 
     return seqs, f"genome:{source.fasta}:{ref['split']} windows of {length} bp"
 
 
-def save_plots(samples: list[str], reference: list[str], out_json: Path, k: int) -> list[str]:
-    """k-mer frequency scatter (samples vs reference) and GC histograms, PNGs beside the JSON."""
+def plot_paths(out_json: Path, k: int) -> list[Path]:
+    """The PNGs written beside the JSON: the k-mer scatter and the GC histograms."""
+    stem = out_json.with_suffix("")
+    return [Path(f"{stem}_kmer{k}.png"), Path(f"{stem}_gc.png")]
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render_plots(samples: list[str], reference: list[str], out_json: Path, k: int) -> dict[Path, bytes]:
+    """k-mer frequency scatter (samples vs reference) and GC histograms, as PNG bytes by path
+    (:func:`plot_paths`), written with the JSON."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stem = out_json.with_suffix("")
-    paths = []
+    kmer_path, gc_path = plot_paths(out_json, k)
     a, b = kmer_counts(samples, k).astype(float), kmer_counts(reference, k).astype(float)
     a, b = a / max(a.sum(), 1), b / max(b.sum(), 1)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -82,10 +98,7 @@ def save_plots(samples: list[str], reference: list[str], out_json: Path, k: int)
     ax.set_ylabel(f"sample {k}-mer frequency")
     ax.set_title(f"{k}-mer spectra")
     fig.tight_layout()
-    path = f"{stem}_kmer{k}.png"
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
-    plt.close(fig)
-    paths.append(path)
+    pngs = {kmer_path: _png(fig)}
     fig, ax = plt.subplots(figsize=(5, 3.5))
     bins = np.linspace(0, 1, 41)
     for seqs, label in ((reference, "reference"), (samples, "samples")):
@@ -95,11 +108,8 @@ def save_plots(samples: list[str], reference: list[str], out_json: Path, k: int)
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()
-    path = f"{stem}_gc.png"
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
-    plt.close(fig)
-    paths.append(path)
-    return paths
+    pngs[gc_path] = _png(fig)
+    return pngs
 
 
 def model_metrics(cfg: EvaluateSamplesConfig, samples: list[str], reference: list[str]) -> dict[str, Any]:
@@ -126,7 +136,14 @@ def model_metrics(cfg: EvaluateSamplesConfig, samples: list[str], reference: lis
 
 
 def sample_report(cfg: EvaluateSamplesConfig) -> dict[str, Any]:
-    """Compute every configured metric; writes the JSON (and plots) and returns the report."""
+    """Compute every configured metric; writes the JSON (and plots) and returns the report.
+
+    The output paths are checked before any work, and the JSON and its plots are written together
+    (:func:`dnadiff.atomic.atomic_write_files`): a failure leaves an earlier report as it was."""
+    out = check_output_file(cfg.out)
+    pngs = plot_paths(out, cfg.metrics.plot_k) if cfg.plots else []
+    for path in pngs:
+        check_output_file(path)
     samples = [s for _, s in read_fasta(cfg.samples)]
     lengths = sorted({len(s) for s in samples})
     reference, source = load_reference(cfg, lengths[-1])
@@ -161,10 +178,11 @@ def sample_report(cfg: EvaluateSamplesConfig) -> dict[str, Any]:
         report["motifs"] = {"per_kb": occ_s, "per_kb_reference": occ_r, "fpr": m.motif_fpr,
                             **compare_occurrence(occ_s, occ_r)}
     report.update(model_metrics(cfg, samples, reference))
-    out = Path(cfg.out)
-    report["plots"] = save_plots(samples, reference, out, m.plot_k) if cfg.plots else []
+    files: dict[Path, bytes] = render_plots(samples, reference, out, m.plot_k) if cfg.plots else {}
+    report["plots"] = [str(p) for p in files]
     report = _json_safe(report)
-    atomic_write_text(json.dumps(report, indent=1, allow_nan=False), out)
+    files[out] = json.dumps(report, indent=1, allow_nan=False).encode()
+    atomic_write_files(files)
     return report
 
 

@@ -520,7 +520,7 @@ def export_hf(model: DNALM, out_dir: str | os.PathLike, code_repo: str | None = 
     """
     from safetensors.torch import save
 
-    from dnadiff.atomic import atomic_write_bytes
+    from dnadiff.atomic import atomic_write_files, check_output_dir
     from dnadiff.config import without_abs_paths
 
     if not isinstance(model, DNALM):
@@ -533,7 +533,7 @@ def export_hf(model: DNALM, out_dir: str | os.PathLike, code_repo: str | None = 
     dtype = str(dtypes.pop()).removeprefix("torch.")
     hf_cfg = without_abs_paths(dnadiff_to_hf_config(cfg, torch_dtype=dtype, code_repo=code_repo))
     tensors = {k: v.cpu() for k, v in dnadiff_to_hf_state(state, cfg).items()}
-    out = Path(out_dir)
-    atomic_write_bytes(save(tensors, metadata={"format": "pt"}), out / SAFETENSORS_FILE)
-    atomic_write_bytes((json.dumps(hf_cfg, indent=2) + "\n").encode(), out / CONFIG_FILE)
+    out = check_output_dir(out_dir, (SAFETENSORS_FILE, CONFIG_FILE))
+    atomic_write_files({out / SAFETENSORS_FILE: save(tensors, metadata={"format": "pt"}),
+                        out / CONFIG_FILE: (json.dumps(hf_cfg, indent=2) + "\n").encode()})
     return out

@@ -14,6 +14,7 @@ from dnadiff.sampling.registry import SAMPLERS
 FINAL_MODES: tuple[str, ...] = ("sample", "argmax")
 TOKEN_SETS: tuple[str, ...] = ("ACGT", "ACGTN")
 GUIDANCE_KEYS: dict[str, Any] = {"class": None, "weight": 1.0, "classifier": None}
+MOTIF_CODES = frozenset("ACGTNacgtn")  # what a fixed motif may hold
 
 
 @dataclass
@@ -49,6 +50,11 @@ class InfillConfig:
         require(self.motif is None or self.motif_position is not None,
                 f"{key(prefix, 'motif')} needs {key(prefix, 'motif_position')} (1-based)")
         optional_positive_int(self.motif_position, key(prefix, "motif_position"))
+        if self.motif is not None:
+            motif = str(self.motif)
+            bad = sorted({c for c in motif if c not in MOTIF_CODES})
+            require(motif != "" and not bad, f"{key(prefix, 'motif')} must be a sequence of A, C, G, T, N "
+                    f"(either case), got {motif!r}" + (f" (bad: {', '.join(map(repr, bad))})" if bad else ""))
 
 
 @dataclass
@@ -83,6 +89,11 @@ class GenerateConfig:
         optional_positive_int(self.length, key(prefix, "length"))
         require(self.temperature > 0, f"{key(prefix, 'temperature')} must be > 0, got {self.temperature!r}")
         require(0 < self.top_p <= 1, f"{key(prefix, 'top_p')} must be in (0, 1], got {self.top_p!r}")
+        inf = self.infill
+        if inf.motif is not None and self.length is not None and inf.motif_position is not None:
+            last = inf.motif_position + len(str(inf.motif)) - 1
+            require(last <= self.length, f"infill.motif ({len(str(inf.motif))} bp) at infill.motif_position="
+                    f"{inf.motif_position} ends at {last}, beyond length={self.length}")
         unknown = sorted(set(self.guidance) - set(GUIDANCE_KEYS))
         if unknown:
             raise ConfigError(f"unknown config key(s) {['guidance.' + k for k in unknown]}; "

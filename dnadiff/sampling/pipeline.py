@@ -47,7 +47,8 @@ class SamplingPipeline:
         # its checkpoints sample with the MDLM samplers.
         if self.objective not in (*DIFFUSION_OBJECTIVES, "ar"):
             raise ValueError(
-                f"cannot sample from a {self.objective!r} checkpoint: dnadiff.generate samples mdlm, sedd and ar models"
+                f"{cfg.ckpt}: cannot sample from a {self.objective!r} checkpoint; dnadiff.generate samples mdlm, "
+                "sedd and ar models"
             )
         self.model = load_model(cfg.ckpt).to(self.device).eval()
         self.allowed = allowed_ids(cfg.tokens, self.tok)
@@ -147,9 +148,11 @@ def generate_fasta(cfg: GenerateConfig) -> dict[str, Any]:
     """
     import time
 
+    from dnadiff.atomic import check_output_file
     from dnadiff.data.fasta import write_fasta
     from dnadiff.sampling.common import make_generator
 
+    check_output_file(cfg.out)
     pipe = SamplingPipeline(cfg)
     generator = make_generator(cfg.seed, pipe.device)
     records: list[tuple[str, str]] = []

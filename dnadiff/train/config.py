@@ -4,13 +4,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Optional
 
-from dnadiff.config import in_range, is_int, key, positive_int, require
+from dnadiff.config import in_range, is_int, key, one_of, positive_int, require
 from dnadiff.data.config import DataConfig
 from dnadiff.metrics.config import EvalConfig
 from dnadiff.models.model_config import ModelConfig
 from dnadiff.objectives.config import ObjectiveConfig
+
+
+NONFINITE_POLICIES: tuple[str, ...] = ("stop", "skip")
+LOGGERS: tuple[str, ...] = ("csv", "tensorboard", "none")
+
+
+def tensorboard_available() -> bool:
+    """Lightning's TensorBoardLogger works with either package."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is not None for name in ("tensorboard", "tensorboardX"))
 
 
 @dataclass
@@ -52,13 +64,24 @@ class TrainerConfig:
     limit_val_batches: Any = None  # null = every validation window (data.max_eval_windows caps them)
     log_every_n_steps: int = 10
     checkpoint_every: int = 100  # write out_dir/last.ckpt every N optimiser steps and at the end
+    keep_last: int = 2  # good checkpoints kept in out_dir/checkpoints/ (last.ckpt is the newest of them)
+    on_nonfinite: str = "stop"  # NaN/inf loss or gradient: stop (error, exit status 2) | skip (drop the update, count it)
+    max_skipped_steps: int = 10  # on_nonfinite=skip: stop as with `stop` once more steps than this were skipped
+    logger: str = "csv"  # csv (out_dir/logs/version_k/metrics.csv) | tensorboard (optional extra) | none
     enable_progress_bar: bool = True
     deterministic: bool = False
 
     def validate(self, prefix: str = "trainer") -> None:
         for name in ("max_steps", "num_nodes", "accumulate_grad_batches", "val_check_interval",
-                     "log_every_n_steps", "checkpoint_every"):
+                     "log_every_n_steps", "checkpoint_every", "keep_last"):
             positive_int(getattr(self, name), key(prefix, name))
+        positive_int(self.max_skipped_steps, key(prefix, "max_skipped_steps"), minimum=0)
+        one_of(self.on_nonfinite, key(prefix, "on_nonfinite"), NONFINITE_POLICIES)
+        one_of(self.logger, key(prefix, "logger"), LOGGERS)
+        if self.logger == "tensorboard":
+            require(tensorboard_available(),
+                    f"{key(prefix, 'logger')}=tensorboard needs the tensorboard package, which is not installed: "
+                    "pip install 'dnadiff[tensorboard]' (or use trainer.logger=csv)")
         require(self.gradient_clip_val is None or self.gradient_clip_val > 0,
                 f"{key(prefix, 'gradient_clip_val')} must be > 0 or null, got {self.gradient_clip_val!r}")
         devices = self.devices
@@ -77,14 +100,23 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 42  # model init, data order, augmentation and diffusion noise all follow from it
-    out_dir: str = "runs/pretrain"  # last.ckpt, metrics.json, logs/
+    out_dir: str = "runs/pretrain"  # last.ckpt, checkpoints/, metrics.json, logs/
     resume: Optional[str] = None  # a checkpoint to continue exactly (e.g. runs/pretrain/last.ckpt)
     ckpt_path: Optional[str] = None  # alias of resume (Lightning's name)
+    overwrite: bool = False  # a fresh run may replace the run whose checkpoints out_dir holds
+    resume_override: bool = False  # resume even though schedule settings changed (recorded in the metadata)
+    init_from: Optional[str] = None  # weights (and architecture) of any loadable model; fresh optimiser, step 0
 
     def validate(self, prefix: str = "") -> None:
         require(not (self.resume and self.ckpt_path and self.resume != self.ckpt_path),
                 f"resume={self.resume} and ckpt_path={self.ckpt_path} disagree: give one")
         require(self.data.seq_len is not None, "data.seq_len is required for training")
+        from dnadiff.train.outdir import check_out_dir
+
+        check_out_dir(self.out_dir, key(prefix, "out_dir"))
+        resume = self.resume_from
+        require(not resume or Path(resume).is_file(), f"resume={resume}: checkpoint not found")
+        require(not self.init_from or Path(self.init_from).exists(), f"init_from={self.init_from} not found")
 
     @property
     def resume_from(self) -> Optional[str]:

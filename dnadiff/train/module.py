@@ -15,21 +15,25 @@ from dnadiff.objectives import build_objective
 from dnadiff.tokenizer import Tokenizer
 from dnadiff.train.config import PretrainConfig
 from dnadiff.train.ema import EMA
-from dnadiff.train.optim import build_optimizer
+from dnadiff.train.optim import apply_optim_config, build_optimizer
 
 
 class LMModule(L.LightningModule):
     """Backbone + objective + optimiser + EMA, configured by a :class:`PretrainConfig`."""
 
-    def __init__(self, cfg: PretrainConfig, classes: list[str] | None = None) -> None:
+    def __init__(self, cfg: PretrainConfig, classes: list[str] | None = None,
+                 init_state: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.classes = list(classes or [])
         self.tokenizer = Tokenizer()
         self.model = model_from_config(as_dict(cfg.model))
+        if init_state is not None:  # init_from: another model's weights, before the EMA copies them
+            self.model.load_state_dict(init_state, strict=True)
         self.objective = build_objective(cfg.objective, self.tokenizer)
         self.ema = EMA(self.model, cfg.optim.ema_decay)
         self._heldout = HeldoutNLL()
+        self.run_record: dict[str, Any] = {}  # how the run started and was resumed (dnadiff.train.start)
 
     def eval_model(self) -> torch.nn.Module:
         """The weights used for evaluation and export: the EMA copy."""
@@ -62,9 +66,16 @@ class LMModule(L.LightningModule):
         optimizer, scheduler = build_optimizer(self.model, self.cfg.optim, self.cfg.trainer.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_start(self) -> None:
+        """After a resume with resume_override, the restored optimiser follows this config's values."""
+        scheduler = self.lr_schedulers()
+        for optimizer in self.trainer.optimizers:
+            apply_optim_config(optimizer, scheduler, self.cfg.optim)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[META_KEY] = metadata(self.model.config, as_dict(self.cfg.objective), self.classes,
-                                        config=as_dict(self.cfg))
+                                        config=as_dict(self.cfg), run=self.run_record,
+                                        world_size=self.trainer.world_size)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_metadata(checkpoint.get(META_KEY), "resume checkpoint")

@@ -125,7 +125,7 @@ def test_checkpoint_metadata_export_and_load(tmp_path: Path, hg38_fasta: Path) -
 def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path: Path, hg38_fasta: Path) -> None:
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="bad.ckpt: not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="bad.ckpt: not a checkpoint"):
         load_model(bad)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_model(tmp_path / "missing.ckpt")

@@ -33,7 +33,8 @@ def test_multirun_writes_one_folder_per_job(tmp_path: Path) -> None:
         assert meta["config"]["seed"] == seed
         assert meta["config"]["out_dir"] == os.path.join("runs", "pretrain", str(job))
         assert json.loads((job_dir / "metrics.json").read_text())["steps"] == 2
-        assert f"seed={seed}" in (job_dir / "hydra" / "overrides.yaml").read_text()
+        (overrides,) = (job_dir / "hydra").glob("*/overrides.yaml")  # one start: one folder of Hydra files
+        assert f"seed={seed}" in overrides.read_text()
         weights.append(safe_load(job_dir / "last.ckpt")["state_dict"])
     assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0]), "the two seeds trained the same"
     assert f"checkpoint: {os.path.join('runs', 'pretrain', '1', 'last.ckpt')}" in proc.stdout
