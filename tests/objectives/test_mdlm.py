@@ -10,10 +10,8 @@ L_T -> the continuous bound as T grows; L_T >= the continuous bound in expectati
 
 from __future__ import annotations
 
-import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
