@@ -135,9 +135,29 @@ def _is_export(path: Path) -> bool:
     return path.is_dir() or path.suffix == ".safetensors"
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata of a training checkpoint or an export folder, validated."""
+HF_OBJECTIVE = {"name": "mdlm"}  # a snapshot records no objective; the MDLM bound is valid for any denoiser
+HF_OBJECTIVE_NOTE = (
+    "a Hugging Face Caduceus snapshot records no training objective (the published models are MLMs); "
+    "it is scored and sampled as an MDLM denoiser, whose bound holds for any model"
+)
+
+
+def hf_snapshot_metadata(path: str | os.PathLike) -> dict:
+    """Metadata for a Caduceus Hugging Face snapshot: its model config, the MDLM objective, no classes."""
+    from dnadiff.models.hf_caduceus import CONFIG_FILE, hf_to_dnadiff_config, read_hf_config
+
     path = Path(path)
+    config = hf_to_dnadiff_config(read_hf_config(path), str(path / CONFIG_FILE))
+    return metadata(config, HF_OBJECTIVE, source="hf_snapshot", objective_note=HF_OBJECTIVE_NOTE)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of a training checkpoint, an export folder or a Caduceus Hugging Face snapshot, validated."""
+    from dnadiff.models.hf_caduceus import is_hf_snapshot
+
+    path = Path(path)
+    if is_hf_snapshot(path):
+        return hf_snapshot_metadata(path)
     if _is_export(path):
         folder = path if path.is_dir() else path.parent
         cfg = folder / EXPORT_CONFIG
@@ -236,7 +256,8 @@ def read_safetensors(path: str | os.PathLike, map_location: Any = "cpu") -> dict
 
 
 def export_model(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, use_ema: bool = True) -> Path:
-    """Write ``model.safetensors`` + ``config.json`` from a training checkpoint; returns the folder.
+    """Write ``model.safetensors`` + ``config.json`` from a training checkpoint, an export or a
+    Caduceus Hugging Face snapshot; returns the folder.
 
     Both files are written together (:func:`dnadiff.atomic.atomic_write_files`): a failure leaves
     an earlier export in ``out_dir`` as it was."""
@@ -246,10 +267,10 @@ def export_model(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, use_e
 
     out = check_output_dir(out_dir, (EXPORT_WEIGHTS, EXPORT_CONFIG))
     src = Path(ckpt_path)
-    if is_hf_snapshot(src):
-        raise CheckpointError(f"{src}: a Hugging Face Caduceus snapshot; export it with format=hf "
-                              "(format=dnadiff needs a dnadiff checkpoint or export)")
-    if _is_export(src):  # an export again: same weights, same metadata
+    if is_hf_snapshot(src):  # the authors' schema -> dnadiff's (same weights, logits unchanged)
+        meta = read_metadata(src)
+        state = {k: v.contiguous() for k, v in load_model(src).state_dict().items()}
+    elif _is_export(src):  # an export again: same weights, same metadata
         meta = read_metadata(src)
         weights = src / EXPORT_WEIGHTS if src.is_dir() else src
         state = read_safetensors(weights)
