@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -107,18 +105,6 @@ def pipeline(steps: int) -> dict:
             "wall_seconds": wall, "tokens_per_s": summary["train_tokens"] / summary["seconds"]}
 
 
-def machine() -> dict:
-    import torch
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor())
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_avg_1min": os.getloadavg()[0], "torch": torch.__version__}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -159,10 +145,12 @@ def main() -> None:
             print(f"{name:<14} not measured: {r.get('error')}")
     for k, v in ratios.items():
         print(f"{k}: {v:.3f}")
+    from dnadiff.experiments.record import machine_info, write_results
+
     out = args.out or RESULTS / f"train_{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(), "device": args.device, "rows": rows, "ratios": ratios,
-                               "command": " ".join(["python", "bench/train.py", *sys.argv[1:]])}, indent=1))
+    write_results({"machine": machine_info(args.device), "device": args.device, "rows": rows, "ratios": ratios,
+                   "command": " ".join(["python", "bench/train.py", *sys.argv[1:]])}, out)
     print(f"wrote {out}")
 
 
