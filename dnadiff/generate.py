@@ -2,7 +2,8 @@
 
 Writes a FASTA of N generated sequences; each header holds ``sampler``, ``steps``, ``nfe`` (the
 network evaluations that sequence took part in), ``seed``, ``temperature``, ``top_p`` and
-``guidance``. MDLM checkpoints use the ancestral / cached / semi-AR samplers (SPEC section 6);
+``guidance``. MDLM checkpoints use the ancestral / cached / confidence / remask / semi-AR samplers (SPEC
+section 6; ``confidence.*`` and ``remask.*`` hold those samplers' options);
 AR checkpoints are sampled by recurrence whatever ``sampler`` says. Infilling:
 ``infill.fasta=PATH infill.region=CONTIG:START-END infill.mask=START-END`` (samtools-style,
 1-based inclusive; the mask is relative to the region) generates the masked span and keeps the
@@ -26,12 +27,12 @@ from omegaconf import DictConfig
 from dnadiff.cli import one_line_errors, to_plain
 from dnadiff.objectives.schedules import build_schedule
 from dnadiff.sampling import (
+    MDLM_SAMPLERS,
     ClassifierFreeGuidance,
     ClassifierGuidance,
     Denoiser,
     SampleOutput,
     all_mask,
-    ancestral_sample,
     ar_sample,
     make_generator,
     motif_template,
@@ -44,7 +45,7 @@ from dnadiff.sampling import (
 from dnadiff.tokenizer import Tokenizer
 
 PROG = "python -m dnadiff.generate"
-SAMPLERS = ("ancestral", "cached", "semi_ar")
+SAMPLERS = (*MDLM_SAMPLERS, "semi_ar")
 TOKEN_SETS = {"ACGT": "ACGT", "ACGTN": "ACGTN"}
 
 
@@ -175,6 +176,7 @@ class Generator:
             return ar_sample(self.model, batch, self.length, allowed_ids=self.allowed, **common)
         mask_id, steps = self.tok.mask_id, int(cfg["steps"])
         common["final"] = cfg["final"]
+        common["precision"] = cfg.get("precision", "float32")
         if cfg["sampler"] == "semi_ar":
             if self.template is not None:
                 raise ValueError("semi_ar does not combine with infilling; use sampler=ancestral or cached")
@@ -188,12 +190,13 @@ class Generator:
             common["cache"] = bool(cfg["semi_ar"]["cache"])
             return semi_ar_sample(self.denoiser(batch), batch, self.length, int(block), prefix, steps, self.schedule,
                                   mask_id, device=self.device, **common)
-        common["cache"] = cfg["sampler"] == "cached"
         if self.template is not None:
             z = self.template.to(self.device).unsqueeze(0).expand(batch, -1).contiguous()
         else:
             z = all_mask(batch, self.length, mask_id, self.device)
-        return ancestral_sample(self.denoiser(batch), z, steps, self.schedule, mask_id, **common)
+        options = dict(cfg.get(cfg["sampler"]) or {})
+        return MDLM_SAMPLERS[cfg["sampler"]](self.denoiser(batch), z, steps, self.schedule, mask_id,
+                                             **common, **options)
 
     def sampler_name(self) -> str:
         return "ar_recurrent" if self.objective == "ar" else str(self.cfg["sampler"])
