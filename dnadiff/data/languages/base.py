@@ -88,7 +88,7 @@ class Language(ABC):
             raise ValueError(f"fallback_rate must be in (0, 0.75), got {fallback_rate}")
         self.fallback_rate = float(fallback_rate)
         self.last_fallback_rows = 0
-        self._chains: dict[int, SiteChain] = {}
+        self._chains: dict[tuple[int, torch.dtype], SiteChain] = {}
 
     # ------------------------------------------------------------------ per-language parts
     @abstractmethod
@@ -109,12 +109,14 @@ class Language(ABC):
             raise ValueError(f"{self.name}: length must be an int >= {self.min_length}, got {length!r}")
         return length
 
-    def chain(self, length: int) -> SiteChain:
-        """The chain at ``length`` (built once, then cached)."""
+    def chain(self, length: int, dtype: torch.dtype = DTYPE) -> SiteChain:
+        """The chain at ``length`` computing in ``dtype`` (built once, then cached)."""
         length = self.check_length(length)
-        if length not in self._chains:
-            self._chains[length] = self.build_chain(length)
-        return self._chains[length]
+        if (length, DTYPE) not in self._chains:
+            self._chains[(length, DTYPE)] = self.build_chain(length)
+        if (length, dtype) not in self._chains:
+            self._chains[(length, dtype)] = self._chains[(length, DTYPE)].to(dtype)
+        return self._chains[(length, dtype)]
 
     def sample(self, n: int, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n exact draws as (n, length) token ids."""
@@ -134,10 +136,11 @@ class Language(ABC):
         self.check_length(codes.shape[1])
         return self.valid_codes(codes)
 
-    def posterior_marginals(self, z: torch.Tensor, mask_id: int = TOK.mask_id) -> torch.Tensor:
-        """Exact p(x^l = v | unmasked z), (B, L, 4) float64 over A, C, G, T (class docstring)."""
+    def posterior_marginals(self, z: torch.Tensor, mask_id: int = TOK.mask_id,
+                            dtype: torch.dtype = DTYPE) -> torch.Tensor:
+        """Exact p(x^l = v | unmasked z), (B, L, 4) over A, C, G, T (class docstring), computed in ``dtype``."""
         codes = ids_to_codes(z, mask_id)
-        chain = self.chain(codes.shape[1])
+        chain = self.chain(codes.shape[1], dtype)
         marg, log_w = chain.marginals(onehot_evidence(codes))
         impossible = ~torch.isfinite(log_w)
         self.last_fallback_rows = int(impossible.sum())
