@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             plan[key] = value
     cfg = OmegaConf.to_container(OmegaConf.load(args.config), resolve=True)
     samplers = args.samplers or list(cfg["samplers"])
-    unknown = sorted(set(samplers) - set(cfg["samplers"]))
+    net_samplers = args.samplers or list(cfg["network"].get("samplers") or cfg["samplers"])
+    unknown = sorted((set(samplers) | set(net_samplers)) - set(cfg["samplers"]))
     if unknown:
         raise SystemExit(f"unknown sampler(s) {unknown}; {args.config} defines {list(cfg['samplers'])}")
     torch.set_num_threads(args.threads)
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"  held-out NELBO {report['heldout_nelbo']:.4f} +- {report['heldout_nelbo_se']:.4f} "
                       f"nats/token vs entropy rate {report['entropy_rate']:.4f}", flush=True)
                 rows += sweep(arch, lambda model=model: Denoiser(model, TOK.mask_id), lang, length, cfg,
-                              cfg["network"], samplers, entropy(name, length), args.seed)
+                              cfg["network"], net_samplers, entropy(name, length), args.seed)
     result = {
         "command": "python -m dnadiff.experiments.steps " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(), "seconds": time.perf_counter() - start, "plan": plan, "config": cfg,
