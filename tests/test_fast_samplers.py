@@ -438,3 +438,22 @@ def test_generate_cli_with_new_samplers(tmp_path: Path) -> None:
     generate({**base, "sampler": "confidence", "out": str(template),
               "infill": {**base["infill"], "motif": "GAATTC", "motif_position": 4}})
     assert all(seq[3:9] == "GAATTC" for _, seq in read_fasta(template))
+
+
+def test_guidance_plugs_into_the_new_samplers() -> None:
+    from dnadiff.sampling import ClassifierFreeGuidance, Denoiser
+
+    torch.manual_seed(0)
+    model = build_model("bimamba", d_model=16, n_layer=1, n_classes=2).eval()
+    target = torch.ones(4, dtype=torch.long)
+    for fn, kw in ((confidence_sample, {"min_gap": 2}), (remask_sample, {"strategy": "cap", "eta": 0.2})):
+        plain = fn(Denoiser(model, MASK), all_mask(4, 12, MASK), 6, SCHED, MASK, generator=make_generator(8, "cpu"),
+                   **kw)
+        null = fn(ClassifierFreeGuidance(Denoiser(model, MASK), target, 0.0), all_mask(4, 12, MASK), 6, SCHED, MASK,
+                  generator=make_generator(8, "cpu"), **kw)
+        cond = fn(Denoiser(model, MASK, cond=target), all_mask(4, 12, MASK), 6, SCHED, MASK,
+                  generator=make_generator(8, "cpu"), **kw)
+        one = fn(ClassifierFreeGuidance(Denoiser(model, MASK), target, 1.0), all_mask(4, 12, MASK), 6, SCHED, MASK,
+                 generator=make_generator(8, "cpu"), **kw)
+        assert torch.equal(plain.ids, null.ids) and torch.equal(cond.ids, one.ids)
+        assert not torch.equal(plain.ids, cond.ids)
