@@ -38,7 +38,8 @@ def test_step_grid() -> None:
     from dnadiff.experiments.steps import CONFIG, steps_for
 
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIG), resolve=True)
-    assert steps_for(64, "ancestral", cfg) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 2048]
+    assert steps_for(64, "ancestral", cfg, "hairpin") == [1, 2, 4, 8, 16, 32, 64, 128, 256, 2048]
+    assert steps_for(64, "ancestral", cfg, "markov") == [1, 2, 4, 8, 16, 32, 64, 128]
     assert steps_for(64, "confidence", cfg) == [1, 2, 4, 8, 16, 32, 64]
     assert steps_for(48, "remask", cfg) == [1, 2, 4, 8, 16, 32, 48]
 
@@ -52,7 +53,7 @@ def test_tiny_oracle_run(tmp_path: Path) -> None:
     cfg.oracle.num_samples = 64
     cfg.oracle.batch_size = 64
     cfg.metrics.entropy_samples = 256
-    cfg.steps.ancestral_extra = [4]
+    cfg.steps.ancestral_extra = {"orf": [4]}
     small = tmp_path / "steps.yaml"
     OmegaConf.save(cfg, small)
     result = main(["--lengths", "12", "--languages", "orf", "markov", "--archs", "--samplers", "ancestral",

@@ -24,10 +24,10 @@ Metrics, per (source, language, L, sampler, T), over N generated sequences x_1..
 
 Writes ``results.json`` (every row, the model reports and the target checks), PNG plots of SER
 and TER against T per L (one per source) and of SER against NFE, under ``--out``
-(default ``bench/results/steps``). CPU-sized by default (about 20 minutes on 2 cores: the
-oracle on every language at L = 64, 128, 256 (the motif grammar at 64), BiMamba on hairpins and
-ORFs at L = 64); ``--full`` runs the issue's sweep (L up to 512, both architectures, every
-language), which needs hours on a CPU.
+(default ``bench/results/steps``). CPU-sized by default: the oracle on every language at
+L = 64, 128, 256 (the motif grammar at 64) and BiMamba on hairpins and ORFs at L = 64 (the
+CPU time it took is in results.json and the README); ``--full`` runs the issue's sweep (L up
+to 512, both architectures, every language), which needs hours on a CPU.
 """
 
 from __future__ import annotations
@@ -64,14 +64,14 @@ FULL = {"languages": list(LANGUAGES), "lengths": [64, 128, 256, 512], "motif_max
         "archs": ["bimamba", "caduceus_ps"], "net_languages": list(LANGUAGES), "net_lengths": [64, 128, 256, 512]}
 
 
-def steps_for(length: int, sampler: str, cfg: dict) -> list[int]:
-    """The T grid of one sampler at length L."""
+def steps_for(length: int, sampler: str, cfg: dict, language: str = "hairpin") -> list[int]:
+    """The T grid of one sampler at length L (for ``language``: the ancestral sampler's extra T)."""
     top = length if sampler in cfg["steps"]["bounded_by_length"] else int(cfg["steps"]["max_factor"]) * length
     grid = [2**k for k in range(int(math.log2(top)) + 1)]
     if grid[-1] != top:
         grid.append(top)
     if sampler == "ancestral":
-        grid += [f * length for f in cfg["steps"]["ancestral_extra"] if f * length > grid[-1]]
+        grid += [f * length for f in cfg["steps"]["ancestral_extra"].get(language, []) if f * length > grid[-1]]
     return grid
 
 
@@ -119,7 +119,7 @@ def sweep(source: str, den_for: Callable[[], Callable], language: Language, leng
     rows = []
     for name in samplers:
         run = sampler_fn(name, cfg)
-        for steps in steps_for(length, name, cfg):
+        for steps in steps_for(length, name, cfg, language.name):
             den = den_for()
             x, nfe, seconds = generate(den, language, length, run, steps, int(section["num_samples"]),
                                        int(section["batch_size"]), seed)

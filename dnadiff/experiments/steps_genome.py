@@ -10,7 +10,9 @@ split) windows of the hg38 chr2 slice:
 - generative perplexity under the AR model: exp of the mean per-token NLL (per-sequence NLLs
   give a 95% interval, exp(mean +- 1.96 SE));
 - k-mer Jensen-Shannon divergence to the held-out windows (bits, k = 1..6; a bootstrap over the
-  generated sequences gives the standard error of k = 3 and k = 6);
+  generated sequences gives the standard error of k = 3 and k = 6). With few short sequences the
+  6-mer spectra are sparse and JS has a floor from sampling alone: the reference row scores N
+  held-out windows (not in the reference set) the same way, which is that floor;
 - NFE per sequence.
 
 The held-out windows themselves are scored too (the level of real DNA). There is no validity
@@ -89,12 +91,12 @@ def plot(result: dict, path: Path) -> None:
         axes[0].errorbar(x, [r["gen_ppl"] for r in pts],
                          yerr=[[r["gen_ppl"] - r["gen_ppl_lo"] for r in pts], [r["gen_ppl_hi"] - r["gen_ppl"] for r in pts]],
                          marker="o", ms=3, capsize=2, label=sampler)
-        axes[1].errorbar(x, [r["kmer_js"]["6"] for r in pts], yerr=[1.96 * r["kmer_js_se"]["6"] for r in pts],
+        axes[1].errorbar(x, [r["kmer_js"]["3"] for r in pts], yerr=[1.96 * r["kmer_js_se"]["3"] for r in pts],
                          marker="o", ms=3, capsize=2, label=sampler)
     ref = result["reference"]
     axes[0].axhline(ref["gen_ppl"], color="grey", ls=":", label="held-out windows")
-    axes[1].axhline(ref["kmer_js"]["6"], color="grey", ls=":", label="held-out vs held-out (half split)")
-    for ax, label in zip(axes, ("generative perplexity under the AR model", "6-mer JS to held-out (bits)")):
+    axes[1].axhline(ref["kmer_js"]["3"], color="grey", ls=":", label="N held-out windows (sampling floor)")
+    for ax, label in zip(axes, ("generative perplexity under the AR model", "3-mer JS to held-out (bits)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("NFE per sequence")
         ax.set_ylabel(label)
@@ -132,10 +134,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise SystemExit(f"{path}: expected an {name} checkpoint, got objective {got!r}")
     mdlm, ar = load_model(args.ckpt).eval(), load_model(args.ar_ckpt).eval()
     start = time.perf_counter()
-    reference = heldout_windows(args.length, 2 * args.num_samples + 256)
-    half = len(reference) // 2
-    ref_scores = scores(reference[: args.num_samples], reference, ar, args.bootstrap, args.seed)
-    ref_scores["kmer_js"] = kmer_js(reference[:half], reference[half:])
+    windows = heldout_windows(args.length, args.num_samples + 512)
+    held, reference = windows[: args.num_samples], windows[args.num_samples :]
+    ref_scores = scores(held, reference, ar, args.bootstrap, args.seed)
     den = Denoiser(mdlm, TOK.mask_id)
     rows = []
     for name in samplers:
@@ -155,12 +156,13 @@ def main(argv: list[str] | None = None) -> dict:
               "machine": machine(), "seconds": time.perf_counter() - start,
               "config": {"ckpt": args.ckpt, "ar_ckpt": args.ar_ckpt, "length": args.length, "steps": args.steps,
                          "num_samples": args.num_samples, "samplers": {s: cfg["samplers"][s] for s in samplers},
-                         "reference_windows": len(reference)},
+                         "reference_windows": len(reference), "heldout_scored": len(held)},
               "reference": ref_scores, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
     plot(result, args.out / "steps_genome.png")
-    print(f"held-out windows: gen PPL {ref_scores['gen_ppl']:.3f}; 6-mer JS half vs half {ref_scores['kmer_js']['6']:.4f}")
+    print(f"{len(held)} held-out windows: gen PPL {ref_scores['gen_ppl']:.3f}, 6-mer JS to the reference "
+          f"{ref_scores['kmer_js']['6']:.4f} (the floor of N sequences)")
     print(f"wrote {args.out / 'results.json'} and {args.out / 'steps_genome.png'}")
     return result
 

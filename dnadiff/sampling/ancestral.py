@@ -112,14 +112,14 @@ def ancestral_sample(
         a_t = schedule.alpha(torch.tensor(t_val, device=device))
         a_s = schedule.alpha(torch.tensor(s_val, device=device))
         p_unmask = (a_s - a_t) / (1.0 - a_t) if i > 1 else torch.tensor(1.0, device=device)
-        if log_x is None:
-            tokens = z
-        elif i == 1 and final == "argmax":
-            tokens = log_x.argmax(-1)
-        else:
-            tokens = sample_categorical(log_x, u_token, precision)
         unmask = masked & (u_unmask < p_unmask)
-        z = torch.where(unmask, tokens, z)
+        if log_x is not None and bool(unmask.any()):
+            z = z.clone()
+            # Tokens are drawn only where they are used (row-wise, so the same values as drawing everywhere).
+            if i == 1 and final == "argmax":
+                z[unmask] = log_x[unmask].argmax(-1)
+            else:
+                z[unmask] = sample_categorical(log_x[unmask], u_token[unmask], precision)
         stale |= unmask.any(-1)
         counts.append((z == mask_id).sum())
     return SampleOutput(z, nfe, nfe_rows, steps, torch.stack(counts).cpu())

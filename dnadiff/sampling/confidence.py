@@ -177,11 +177,11 @@ def confidence_sample(
             if noise is not None:
                 conf = conf + gumbel * noise
             chosen = select_spaced(conf + priority, masked, k, min_gap)
+            z = z.clone()
             if last and final == "argmax":
-                tokens = log_x.argmax(-1)
+                z[chosen] = log_x[chosen].argmax(-1)
             else:
-                tokens = sample_categorical(log_x, u_token, precision)
-            z = torch.where(chosen, tokens, z)
+                z[chosen] = sample_categorical(log_x[chosen], u_token[chosen], precision)
             calls.changed(chosen.any(-1))
         counts.append((z == mask_id).sum())
         i, taken = i - 1, taken + 1

@@ -136,14 +136,15 @@ def remask_sample(
         unmask = masked & (u_move < p_unmask)
         remask = ~masked & ~fixed & (u_move < sigma)
         if log_x is not None and bool(unmask.any()):
+            z = z.clone()
             if i == 1 and final == "argmax":
-                tokens = log_x.argmax(-1)
+                z[unmask] = log_x[unmask].argmax(-1)
             else:
-                tokens = sample_categorical(log_x, u_token, precision)
-            z = torch.where(unmask, tokens, z)
+                z[unmask] = sample_categorical(log_x[unmask], u_token[unmask], precision)
             if strategy == "conf":
-                prob = log_x.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).double().exp()
-                psi = torch.where(unmask, prob, psi)
+                prob = log_x[unmask].gather(-1, z[unmask].unsqueeze(-1)).squeeze(-1).double().exp()
+                psi = psi.clone()
+                psi[unmask] = prob
         z = torch.where(remask, torch.full_like(z, mask_id), z)
         psi = torch.where(remask, torch.full_like(psi, float("inf")), psi)
         calls.changed(unmask.any(-1) | remask.any(-1))
