@@ -76,13 +76,17 @@ def test_tiny_oracle_run(tmp_path: Path) -> None:
     assert saved["targets"]["ter"] and all("relative_change" in e["worst"] for e in saved["targets"]["ter"])
 
 
-def test_help() -> None:
+def test_help(capsys: pytest.CaptureFixture) -> None:
     import os
     import subprocess
     import sys
 
+    from dnadiff.experiments import steps_genome
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for module in ("dnadiff.experiments.steps", "dnadiff.experiments.steps_genome"):
-        run = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120,
-                             env=env)
-        assert run.returncode == 0 and "--out" in run.stdout, run.stderr[-500:]
+    run = subprocess.run([sys.executable, "-m", "dnadiff.experiments.steps", "--help"], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert run.returncode == 0 and "--full" in run.stdout, run.stderr[-500:]
+    with pytest.raises(SystemExit) as exit_info:
+        steps_genome.main(["--help"])
+    assert exit_info.value.code == 0 and "--ar-ckpt" in capsys.readouterr().out
