@@ -269,7 +269,7 @@ def bench_cpu(args: argparse.Namespace) -> tuple[list[dict], str]:
 
 
 def bench_cuda(args: argparse.Namespace) -> tuple[list[dict], str]:
-    from dnadiff.models.scan import available_backends, fused_mixer
+    from dnadiff.models.kernels.scan import available_backends, fused_mixer
 
     ours = "cuda" if "cuda" in available_backends() else "torch"
     fused = fused_mixer(torch.zeros(1, device="cuda"), "cuda") is not None

@@ -71,7 +71,7 @@ def run_case(method: str, batch: int, length: int, device: str, repeats: int) ->
     """Time forward+backward of one method on one shape (called in a subprocess)."""
     import torch
 
-    from dnadiff.models.scan import selective_scan
+    from dnadiff.models.kernels.scan import selective_scan
 
     xs = make_inputs(batch, length, device)
     if method == "mambapy":
@@ -114,7 +114,7 @@ def skip_reason(method: str, batch: int, length: int, device: str) -> str:
             return (f"mambapy keeps ~8 (batch, L, d, n) fp32 tensors for backward: "
                     f"~{need:.0f} GiB > 80% of the {avail:.0f} GiB available")
     if method == "cuda":
-        from dnadiff.models.scan import available_backends
+        from dnadiff.models.kernels.scan import available_backends
 
         if "cuda" not in available_backends():
             return "mamba-ssm not importable here (pip install dnadiff[cuda])"

@@ -4,7 +4,7 @@
 
 For checkable DNA languages (:mod:`dnadiff.data.languages`: a Markov chain fitted on hg38,
 hairpins, open reading frames, a motif grammar) at lengths L, every sampler of
-``configs/steps.yaml`` generates sequences at T in {1, 2, 4, ..., 2L} steps (ancestral also at
+``dnadiff/experiments/steps.yaml`` generates sequences at T in {1, 2, 4, ..., 2L} steps (ancestral also at
 4L and 32L), with
 
 - the exact oracle: the language's true conditionals in place of the network (isolates the
@@ -33,10 +33,7 @@ to 512, both architectures, every language), which needs hours on a CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -48,14 +45,15 @@ import torch
 from omegaconf import OmegaConf
 
 from dnadiff.data.languages import LANGUAGES, Language, LanguageDenoiser, MarkovLanguage, build_language
+from dnadiff.experiments.record import machine_info, write_results
 from dnadiff.experiments.stats import Z95, interpolate_log, mean_se, wilson
 from dnadiff.objectives.schedules import build_schedule
-from dnadiff.resources import ASSETS, shared_data_dir
+from dnadiff.resources import shared_data_dir
 from dnadiff.sampling import MDLM_SAMPLERS, Denoiser, all_mask, make_generator
 from dnadiff.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ASSETS.parent / "configs" / "steps.yaml"
+CONFIG = Path(__file__).with_name("steps.yaml")
 TOK = Tokenizer()
 SCHEDULE = build_schedule("loglinear")
 DEFAULT = {"languages": list(LANGUAGES), "lengths": [64, 128, 256], "motif_max_length": 64,
@@ -205,13 +203,6 @@ def theory(rows: list[dict], cfg: dict) -> dict[str, Any]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_avg_1min": os.getloadavg()[0], "torch": torch.__version__}
-
-
 def background_fasta() -> Path | None:
     """The shared hg38 slice when present (the same sequence as the embedded sample), else None (embedded)."""
     shared = shared_data_dir()
@@ -222,7 +213,7 @@ def background_fasta() -> Path | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dnadiff.experiments.steps",
                                      description=__doc__.split("\n\n")[0],
-                                     epilog="Settings (samplers, model, training, sample counts): configs/steps.yaml.")
+                                     epilog="Settings (samplers, model, training, sample counts): dnadiff/experiments/steps.yaml.")
     parser.add_argument("--full", action="store_true", help="the issue's full sweep (hours on a CPU)")
     parser.add_argument("--languages", nargs="+", choices=LANGUAGES, help="languages of the oracle sweep")
     parser.add_argument("--lengths", nargs="+", type=int, help="lengths L of the oracle sweep")
@@ -230,7 +221,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--archs", nargs="*", choices=["bimamba", "caduceus_ps"], help="trained models (none: oracle only)")
     parser.add_argument("--net-languages", nargs="+", choices=LANGUAGES, help="languages the models are trained on")
     parser.add_argument("--net-lengths", nargs="+", type=int, help="lengths L of the trained models")
-    parser.add_argument("--samplers", nargs="+", help="sampler names of configs/steps.yaml (default: all)")
+    parser.add_argument("--samplers", nargs="+", help="sampler names of dnadiff/experiments/steps.yaml (default: all)")
     parser.add_argument("--config", type=Path, default=CONFIG, help="experiment settings (YAML)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -293,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               cfg["network"], net_samplers, entropy(name, length), args.seed)
     result = {
         "command": "python -m dnadiff.experiments.steps " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(), "seconds": time.perf_counter() - start, "plan": plan, "config": cfg,
+        "machine": machine_info("cpu"), "seconds": time.perf_counter() - start, "plan": plan, "config": cfg,
         "background": {"order": background.order, "fitted_on": background.source},
         "languages": {name: languages[name].describe(max(plan["lengths"])) for name in LANGUAGES},
         "definitions": {
@@ -306,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "models": models, "rows": rows, "targets": targets(rows, cfg), "theory": theory(rows, cfg),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(result, indent=1))
+    write_results(result, args.out / "results")
     figures = plot_all(result, args.out)
     print_summary(result)
     print(f"wrote {args.out / 'results.json'} and {', '.join(str(f) for f in figures)} "

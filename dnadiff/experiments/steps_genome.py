@@ -3,7 +3,7 @@
 ``python -m dnadiff.experiments.steps_genome --ckpt MDLM_CKPT --ar-ckpt AR_CKPT``
 
 Both checkpoints come from ``python -m dnadiff.pretrain`` (the MDLM with the defaults, the AR
-judge with ``objective=ar model=mamba``). For every sampler of ``configs/steps.yaml`` and T in
+judge with ``objective=ar model=mamba``). For every sampler of ``dnadiff/experiments/steps.yaml`` and T in
 ``--steps``, N sequences of ``--length`` bp are generated and scored against held-out (test
 split) windows of the hg38 chr2 slice:
 
@@ -23,7 +23,6 @@ rule on real DNA: these are token-level (TER-like) measures only. Writes ``resul
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -34,21 +33,11 @@ import torch
 from omegaconf import OmegaConf
 
 from dnadiff.experiments.stats import Z95, mean_se
-from dnadiff.experiments.steps import CONFIG, ROOT, TOK, machine, sampler_fn
+from dnadiff.experiments.record import machine_info, write_results
+from dnadiff.experiments.sampling import heldout_windows
+from dnadiff.experiments.steps import CONFIG, ROOT, TOK, sampler_fn
 from dnadiff.metrics.samples import kmer_js
 from dnadiff.sampling import Denoiser, all_mask, ar_log_likelihood, make_generator
-
-
-def heldout_windows(length: int, n: int) -> list[str]:
-    """Up to n test-split windows of the hg38 chr2 slice (the default data config's block rule)."""
-    from dnadiff.data.datamodule import GenomeDataModule
-    from dnadiff.experiments.steps import background_fasta
-
-    fasta = background_fasta()
-    dm = GenomeDataModule.from_config({"fasta": str(fasta) if fasta else None, "seq_len": length,
-                                       "max_eval_windows": n})
-    ds = dm.dataset("test")
-    return [TOK.decode(ds[i]["input_ids"]) for i in range(len(ds))]
 
 
 @torch.no_grad()
@@ -109,7 +98,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from dnadiff.train.checkpoint import load_model, read_metadata
+    from dnadiff.checkpoint import load_model, read_metadata
 
     parser = argparse.ArgumentParser(prog="python -m dnadiff.experiments.steps_genome",
                                      description=__doc__.split("\n\n")[0])
@@ -118,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--length", type=int, default=128, help="generated length (bp)")
     parser.add_argument("--steps", nargs="+", type=int, default=[8, 16, 32, 64, 128])
     parser.add_argument("--num-samples", type=int, default=32)
-    parser.add_argument("--samplers", nargs="+", help="sampler names of configs/steps.yaml (default: all)")
+    parser.add_argument("--samplers", nargs="+", help="sampler names of dnadiff/experiments/steps.yaml (default: all)")
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--seed", type=int, default=0)
@@ -153,13 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
                   f"k=6 {row['kmer_js']['6']:.4f} ({row['seconds']:.0f}s)", flush=True)
     result = {"command": "python -m dnadiff.experiments.steps_genome " + " ".join(argv if argv is not None
                                                                                    else sys.argv[1:]),
-              "machine": machine(), "seconds": time.perf_counter() - start,
+              "machine": machine_info("cpu"), "seconds": time.perf_counter() - start,
               "config": {"ckpt": args.ckpt, "ar_ckpt": args.ar_ckpt, "length": args.length, "steps": args.steps,
                          "num_samples": args.num_samples, "samplers": {s: cfg["samplers"][s] for s in samplers},
                          "reference_windows": len(reference), "heldout_scored": len(held)},
               "reference": ref_scores, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(result, indent=1))
+    write_results(result, args.out / "results")
     plot(result, args.out / "steps_genome.png")
     print(f"{len(held)} held-out windows: gen PPL {ref_scores['gen_ppl']:.3f}, 6-mer JS to the reference "
           f"{ref_scores['kmer_js']['6']:.4f} (the floor of N sequences)")

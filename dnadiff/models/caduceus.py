@@ -1,5 +1,5 @@
 """Caduceus pieces: BiMamba, the RCPS (reverse-complement parameter sharing) wrapper, and the
-reverse-complement helpers (SPEC section 7).
+reverse-complement helpers.
 
 Weight sharing in BiMamba (the Caduceus choice, ``bidirectional_weight_tie=True``): the forward
 and reverse directions share ``in_proj`` and ``out_proj`` (one parameter tensor each, so they
@@ -14,6 +14,11 @@ RC on hidden states of width 2D: RC(h) = h flipped along the sequence AND the ch
 
 so block(RC(h)) = RC(block(h)) for any f (the halves are stacked along the batch so that f
 runs once). The two halves never mix until the LM head.
+
+``swap_halves=True`` first swaps the halves, h -> [h[..., D:], h[..., :D]]: the wiring of the
+Caduceus authors' ``fused_add_norm`` code path (config key ``rcps_swap_halves``, see
+``dnadiff.models.hf_caduceus``). The swap commutes with RC (RC([a, b]) = [flipSC(b), flipSC(a)]),
+so the block stays exactly RC-equivariant.
 """
 
 from __future__ import annotations
@@ -37,17 +42,23 @@ def rc_hidden(h: torch.Tensor) -> torch.Tensor:
     return flip_seq_channels(h)
 
 
-def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Pool Caduceus-PS hidden states (batch, length, 2D) to (batch, D), invariant to RC of the input.
+def fold_rc_channels(h: torch.Tensor) -> torch.Tensor:
+    """Fold 2D RC-equivariant channels into D: ``h[..., :D] + flip_channels(h[..., D:])``.
 
-    hidden(rc(x)) = flipSC(hidden(x)), so per position h[..., :D] + flip_channels(h[..., D:])
-    only flips along the sequence under RC, and its (masked) mean over positions is
-    unchanged. ``mask`` (batch, length) marks positions to keep; reverse it with the input.
+    For Caduceus-PS, hidden(rc(x)) = flipSC(hidden(x)), so the folded states only flip along the
+    sequence under RC; anything pooled over positions from them is exactly RC-invariant.
     """
-    if hidden.shape[-1] % 2:
-        raise ValueError(f"RCPS hidden states need an even channel count, got {hidden.shape[-1]}")
-    d = hidden.shape[-1] // 2
-    summed = hidden[..., :d] + hidden[..., d:].flip(-1)
+    if h.shape[-1] % 2:
+        raise ValueError(f"RCPS hidden states need an even channel count, got {h.shape[-1]}")
+    d = h.shape[-1] // 2
+    return h[..., :d] + h[..., d:].flip(-1)
+
+
+def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Pool Caduceus-PS hidden states (batch, length, 2D) to (batch, D), invariant to RC of the input:
+    the (masked) mean over positions of :func:`fold_rc_channels`. ``mask`` (batch, length) marks
+    positions to keep; reverse it with the input."""
+    summed = fold_rc_channels(hidden)
     if mask is None:
         return summed.mean(dim=1)
     m = mask.to(summed.dtype).unsqueeze(-1)
@@ -57,15 +68,17 @@ def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) ->
 class RCPSWrapper(nn.Module):
     """Make a width-D sequence module RC-equivariant on width-2D hidden states (see module doc)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, swap_halves: bool = False) -> None:
         super().__init__()
         self.module = module
+        self.swap_halves = bool(swap_halves)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if h.shape[-1] % 2:
             raise ValueError(f"RCPS hidden states need an even channel count, got {h.shape[-1]}")
         d, batch = h.shape[-1] // 2, h.shape[0]
-        both = torch.cat([h[..., :d], flip_seq_channels(h[..., d:])], dim=0)
+        first, second = (h[..., d:], h[..., :d]) if self.swap_halves else (h[..., :d], h[..., d:])
+        both = torch.cat([first, flip_seq_channels(second)], dim=0)
         out = self.module(both)
         return torch.cat([out[:batch], flip_seq_channels(out[batch:])], dim=-1)
 

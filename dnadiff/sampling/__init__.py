@@ -1,4 +1,4 @@
-"""Generation from dnadiff models (SPEC section 6).
+"""Generation from dnadiff models.
 
 - :func:`ancestral_sample` (``cache=True``: the cached sampler), :func:`confidence_sample`
   (confidence-ordered unmasking), :func:`remask_sample` (ReMDM remasking), :func:`semi_ar_sample`,
@@ -13,7 +13,7 @@ the MDLM samplers (one calling convention).
 
 from dnadiff.sampling.ancestral import all_mask, ancestral_sample
 from dnadiff.sampling.ar import ar_log_likelihood, ar_sample
-from dnadiff.sampling.common import SampleOutput, filter_log_probs, make_generator, resolve_device, sample_categorical
+from dnadiff.sampling.common import SampleOutput, filter_log_probs, make_generator, sample_categorical
 from dnadiff.sampling.confidence import confidence_sample
 from dnadiff.sampling.denoiser import Denoiser
 from dnadiff.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, cfg_log_probs, onehot_gradient
@@ -26,5 +26,5 @@ __all__ = [
     "MDLM_SAMPLERS", "SampleOutput", "Denoiser", "ClassifierFreeGuidance", "ClassifierGuidance", "all_mask",
     "ancestral_sample", "ar_log_likelihood", "ar_sample", "cfg_log_probs", "confidence_sample", "filter_log_probs",
     "infill_sample", "make_generator", "motif_template", "onehot_gradient", "parse_region", "parse_span",
-    "remask_sample", "resolve_device", "sample_categorical", "semi_ar_sample", "span_template",
+    "remask_sample", "sample_categorical", "semi_ar_sample", "span_template",
 ]

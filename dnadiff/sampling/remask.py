@@ -74,7 +74,7 @@ def remask_sample(
     steps: int,
     schedule: NoiseSchedule,
     mask_id: int,
-    strategy: str = "rescale",
+    strategy: str = "loop",
     eta: float = 0.02,
     t_on: float = 0.55,
     t_off: float = 0.05,

@@ -27,14 +27,14 @@ from abc import ABC, abstractmethod
 import torch
 
 from dnadiff.data.languages.chain import DTYPE, SiteChain
-from dnadiff.tokenizer import Tokenizer
+from dnadiff.tokenizer import COMPLEMENT, Tokenizer
 
 TOK = Tokenizer()
 ACGT_IDS = torch.tensor(TOK.nucleotide_ids, dtype=torch.long)
 _CODE_OF_ID = torch.full((len(TOK),), -1, dtype=torch.long)
 _CODE_OF_ID[ACGT_IDS] = torch.arange(4)
-COMPLEMENT_CODE = torch.tensor([3, 2, 1, 0])  # A<->T, C<->G on codes 0..3
 BASES = "ACGT"
+COMPLEMENT_CODE = torch.tensor([BASES.index(COMPLEMENT[b]) for b in BASES])  # the tokenizer's A<->T, C<->G on codes 0..3
 
 
 def ids_to_codes(ids: torch.Tensor, mask_id: int | None = None) -> torch.Tensor:

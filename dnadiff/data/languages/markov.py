@@ -78,7 +78,8 @@ class MarkovLanguage(Language):
     def fit(cls, fasta: str | Path | None = None, order: int = 3, pseudocount: float = 1.0,
             both_strands: bool = True) -> "MarkovLanguage":
         """Fit on a FASTA (default: the embedded hg38 chr2:1-2,000,000 sample)."""
-        from dnadiff.metrics.samples import kmer_counts, reverse_complement
+        from dnadiff.metrics.samples import kmer_counts
+        from dnadiff.tokenizer import reverse_complement_text
 
         if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 6:
             raise ValueError(f"order must be an int in 1..6, got {order!r}")
@@ -86,7 +87,7 @@ class MarkovLanguage(Language):
             raise ValueError(f"pseudocount must be > 0, got {pseudocount}")
         seqs = genome_sequences(fasta)
         if both_strands:
-            seqs = seqs + [reverse_complement(s) for s in seqs]
+            seqs = seqs + [reverse_complement_text(s) for s in seqs]
         counts = kmer_counts(seqs, order + 1).reshape(4**order, 4).astype(np.float64) + pseudocount
         source = str(fasta) if fasta is not None else "embedded hg38 chr2:1-2,000,000"
         return cls(counts / counts.sum(1, keepdims=True), order, source=source)
