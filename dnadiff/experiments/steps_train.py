@@ -17,11 +17,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dnadiff.config import to_typed
 from dnadiff.data.languages import Language
 from dnadiff.experiments.stats import mean_se
 from dnadiff.models.registry import build_model
 from dnadiff.objectives import build_objective
 from dnadiff.tokenizer import Tokenizer
+from dnadiff.train.config import OptimConfig
 from dnadiff.train.optim import build_optimizer
 
 
@@ -40,7 +42,7 @@ def train_on_language(
     objective = build_objective({"name": "mdlm", "model_arch": model.config["arch"]}, tok)
     train = cfg["train"]
     steps = int(train["steps"])
-    optimizer, scheduler = build_optimizer(model, cfg["optim"], steps)
+    optimizer, scheduler = build_optimizer(model, to_typed(cfg.get("optim") or {}, OptimConfig, "network.optim"), steps)
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
     model.train()

@@ -44,7 +44,7 @@ def test_step_grid() -> None:
     assert steps_for(48, "remask", cfg) == [1, 2, 4, 8, 16, 32, 48]
 
 
-def test_tiny_oracle_run(tmp_path: Path) -> None:
+def test_tiny_run_oracle_and_trained_model(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
     from dnadiff.experiments.steps import CONFIG, main
@@ -54,14 +54,25 @@ def test_tiny_oracle_run(tmp_path: Path) -> None:
     cfg.oracle.batch_size = 64
     cfg.metrics.entropy_samples = 256
     cfg.steps.ancestral_extra = {"orf": [4]}
+    cfg.network.num_samples = cfg.network.batch_size = 32
+    cfg.network.train.steps = 4
+    cfg.network.model = {"d_model": 16, "n_layer": 1}
     small = tmp_path / "steps.yaml"
     OmegaConf.save(cfg, small)
-    result = main(["--lengths", "12", "--languages", "orf", "markov", "--archs", "--samplers", "ancestral",
-                   "confidence_spaced", "--config", str(small), "--out", str(tmp_path / "out")])
+    result = main(["--lengths", "12", "--languages", "orf", "markov", "--archs", "bimamba", "--net-languages", "orf",
+                   "--net-lengths", "12", "--samplers", "ancestral", "confidence_spaced", "--config", str(small),
+                   "--out", str(tmp_path / "out")])
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
     assert (tmp_path / "out" / "ser_oracle.png").stat().st_size > 0
-    rows = saved["rows"]
+    (model,) = saved["models"]
+    assert model["arch"] == "bimamba" and model["train_steps"] == 4 and model["length"] == 12
+    assert math.isfinite(model["heldout_nelbo"]) and model["heldout_nelbo"] > 0 and model["heldout_nelbo_se"] > 0
+    net = [r for r in saved["rows"] if r["source"] == "bimamba"]
+    assert {r["sampler"] for r in net} == {"ancestral", "confidence_spaced"} and all(r["n"] == 32 for r in net)
+    assert all(r["language"] == "orf" and r["ser_lo"] <= r["ser"] <= r["ser_hi"] for r in net)
+    assert next(r for r in net if r["sampler"] == "ancestral" and r["steps"] == 1)["nfe"] == 1.0
+    rows = [r for r in saved["rows"] if r["source"] == "oracle"]
     assert {r["language"] for r in rows} == {"orf", "markov"} and all(r["n"] == 64 for r in rows)
     for r in rows:
         assert r["ser_lo"] <= r["ser"] <= r["ser_hi"]
@@ -71,7 +82,7 @@ def test_tiny_oracle_run(tmp_path: Path) -> None:
     assert one["ser"] > 0  # one step draws the codon positions independently
     exact = next(r for r in rows if r["language"] == "orf" and r["sampler"] == "confidence_spaced" and r["steps"] == 12)
     assert exact["ser"] == 0 and math.isfinite(exact["ter"])
-    orf = next(e for e in saved["targets"]["ser"] if e["language"] == "orf")
+    orf = next(e for e in saved["targets"]["ser"] if e["language"] == "orf" and e["source"] == "oracle")
     assert set(orf["min_nfe_ser_le_target"]) == {"ancestral", "confidence_spaced"}
     assert saved["targets"]["ter"] and all("relative_change" in e["worst"] for e in saved["targets"]["ter"])
 
