@@ -31,6 +31,7 @@ def plot_metric(rows: list[dict], source: str, metric: str, path: Path) -> Path:
     fig, axes = plt.subplots(len(langs), len(samplers), figsize=(3.3 * len(samplers), 2.6 * len(langs)),
                              squeeze=False, sharex=True)
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(lengths)))
+    handles: dict[str, object] = {}
     for i, lang in enumerate(langs):
         for j, sampler in enumerate(samplers):
             ax = axes[i, j]
@@ -45,8 +46,8 @@ def plot_metric(rows: list[dict], source: str, metric: str, path: Path) -> Path:
                     y = [r["ter_excess"] for r in pts]
                     err = [1.96 * r["ter_excess_se"] for r in pts]
                 if pts:
-                    ax.errorbar([r["steps"] for r in pts], y, yerr=err, color=color, marker="o", ms=3, lw=1,
-                                capsize=2, label=f"L={length}")
+                    handles[f"L={length}"] = ax.errorbar([r["steps"] for r in pts], y, yerr=err, color=color,
+                                                         marker="o", ms=3, lw=1, capsize=2)
             ax.set_xscale("log", base=2)
             if metric == "ser":
                 ax.axhline(0.01, color="grey", ls=":", lw=0.8)
@@ -60,7 +61,8 @@ def plot_metric(rows: list[dict], source: str, metric: str, path: Path) -> Path:
             if i == len(langs) - 1:
                 ax.set_xlabel("steps T", fontsize=8)
             ax.tick_params(labelsize=7)
-    axes[0, 0].legend(fontsize=7)
+    labels = sorted(handles, key=lambda name: int(name[2:]))
+    fig.legend([handles[name] for name in labels], labels, loc="upper right", fontsize=8)
     what = "sequence error rate (Wilson 95% CI)" if metric == "ser" else "token error: excess NLL over H (95% CI)"
     fig.suptitle(f"{source}: {what}", fontsize=10)
     fig.tight_layout()
