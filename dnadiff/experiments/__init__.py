@@ -4,7 +4,11 @@ on, under ``bench/results/`` (:mod:`dnadiff.experiments.record`).
 
 - :mod:`~dnadiff.experiments.hg38_table`: objectives compared on held-out hg38 windows;
 - :mod:`~dnadiff.experiments.finetune_cv`: fine-tuning cross-validation tables;
-- :mod:`~dnadiff.experiments.sampling`: sample quality and cost of the samplers.
+- :mod:`~dnadiff.experiments.sampling`: sample quality and cost of the samplers;
+- :mod:`~dnadiff.experiments.steps`: how many sampling steps a correct sequence needs (token vs
+  sequence error on checkable DNA languages, exact oracle and trained MDLM models);
+- :mod:`~dnadiff.experiments.steps_genome`: the same step sweep on the real-genome model
+  (generative perplexity, k-mer JS).
 
 Speed benchmarks live in ``bench/`` and share :mod:`~dnadiff.experiments.record` for the machine
 description and result writing.

@@ -30,6 +30,7 @@ import torch
 from dnadiff.objectives.schedules import NoiseSchedule
 from dnadiff.sampling.common import (
     SampleOutput,
+    check_precision,
     check_sampling_args,
     draw_uniforms,
     filter_log_probs,
@@ -59,14 +60,17 @@ def ancestral_sample(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     final: str = "sample",
+    precision: str = "float32",
 ) -> SampleOutput:
     """Sample from ``z_init`` (B, L): mask ids are generated, every other id is kept (infilling).
 
     ``denoiser(z, t, rows)`` returns log x_theta (rows: the batch rows z holds, None = all);
     ``cache=True`` reuses x_theta of unchanged rows (ignored for a time-conditioned denoiser,
-    whose x_theta moves with t). Returns ids, NFE and the masked count after every step.
+    whose x_theta moves with t); ``precision="float64"`` draws the tokens in float64
+    (:mod:`dnadiff.sampling.common`). Returns ids, NFE and the masked count after every step.
     """
     _check(steps, final)
+    dtype = check_precision(precision)
     check_sampling_args(temperature, top_p)
     if z_init.dim() != 2:
         raise ValueError(f"z_init must be (batch, length), got shape {tuple(z_init.shape)}")
@@ -82,7 +86,7 @@ def ancestral_sample(
     for i in range(steps, 0, -1):
         t_val, s_val = i / steps, (i - 1) / steps
         u_unmask = torch.rand((batch, length), generator=generator, device=device)
-        u_token = draw_uniforms((batch, length), generator, device)
+        u_token = draw_uniforms((batch, length), generator, device, precision)
         masked = z == mask_id
         if use_cache:
             need = stale & masked.any(-1)
@@ -95,7 +99,7 @@ def ancestral_sample(
                 fresh = denoiser(z, t, None)
             else:
                 fresh = denoiser(z[rows], t, rows)
-            fresh = filter_log_probs(fresh.float(), temperature, top_p)
+            fresh = filter_log_probs(fresh.to(dtype), temperature, top_p)
             if rows.numel() == batch:
                 log_x = fresh.clone() if use_cache else fresh
             else:
@@ -108,14 +112,14 @@ def ancestral_sample(
         a_t = schedule.alpha(torch.tensor(t_val, device=device))
         a_s = schedule.alpha(torch.tensor(s_val, device=device))
         p_unmask = (a_s - a_t) / (1.0 - a_t) if i > 1 else torch.tensor(1.0, device=device)
-        if log_x is None:
-            tokens = z
-        elif i == 1 and final == "argmax":
-            tokens = log_x.argmax(-1)
-        else:
-            tokens = sample_categorical(log_x, u_token)
         unmask = masked & (u_unmask < p_unmask)
-        z = torch.where(unmask, tokens, z)
+        if log_x is not None and bool(unmask.any()):
+            z = z.clone()
+            # Tokens are drawn only where they are used (row-wise, so the same values as drawing everywhere).
+            if i == 1 and final == "argmax":
+                z[unmask] = log_x[unmask].argmax(-1)
+            else:
+                z[unmask] = sample_categorical(log_x[unmask], u_token[unmask], precision)
         stale |= unmask.any(-1)
         counts.append((z == mask_id).sum())
     return SampleOutput(z, nfe, nfe_rows, steps, torch.stack(counts).cpu())

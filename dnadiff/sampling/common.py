@@ -4,6 +4,12 @@ seeded categorical draws by inverse CDF, and seeded generators.
 Categorical draws use one uniform per position (``sample_categorical``), drawn whether or not
 the network ran at that step, so that samplers that skip network calls (the cached ancestral
 sampler) consume the random stream exactly as those that do not: same seed, same samples.
+
+Precision: by default the softmax, its CDF and the uniforms are float32. float32 uniforms lie
+on a grid of 2^-24 and a float32 CDF cannot resolve an increment below about 6e-8 next to a
+running total near 1, so tokens of probability below ~1e-7 are drawn with the wrong
+frequency (often never). ``precision="float64"`` computes the CDF and draws the uniforms in
+float64 (2^-53 grid): the draw is then the exact categorical for any probability above ~1e-15.
 """
 
 from __future__ import annotations
@@ -58,22 +64,37 @@ def filter_log_probs(log_probs: torch.Tensor, temperature: float = 1.0, top_p: f
     return out
 
 
-def sample_categorical(log_probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+def check_precision(precision: str) -> torch.dtype:
+    """The dtype of a ``precision`` name (float32 or float64), or a one-line ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
+def sample_categorical(log_probs: torch.Tensor, uniforms: torch.Tensor, precision: str = "float32") -> torch.Tensor:
     """Draw one index per row of ``log_probs`` (..., V) by inverse CDF with ``uniforms`` (...) in (0, 1].
 
     The CDF is left unnormalised and the uniform scaled by its total, so a zero-probability
     token is never drawn and no renormalisation rounding can push past the last valid token.
+    ``precision``: the dtype of the softmax and CDF (module docstring); pass uniforms drawn with
+    the same precision (:func:`draw_uniforms`).
     """
-    probs = torch.softmax(log_probs.float(), dim=-1)
+    dtype = check_precision(precision)
+    probs = torch.softmax(log_probs.to(dtype), dim=-1)
+    uniforms = uniforms.to(dtype)
     cdf = torch.cumsum(probs, dim=-1)
     target = uniforms.unsqueeze(-1) * cdf[..., -1:]
     idx = (cdf < target).sum(-1)
     return idx.clamp(max=log_probs.shape[-1] - 1)
 
 
-def draw_uniforms(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Uniforms in (0, 1] (``1 - U[0, 1)``), the range :func:`sample_categorical` needs."""
-    return 1.0 - torch.rand(shape, generator=generator, device=device)
+def draw_uniforms(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+                  precision: str = "float32") -> torch.Tensor:
+    """Uniforms in (0, 1] (``1 - U[0, 1)``), the range :func:`sample_categorical` needs, in ``precision``."""
+    return 1.0 - torch.rand(shape, generator=generator, device=device, dtype=check_precision(precision))
 
 
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:

@@ -8,8 +8,11 @@ from typing import Any, Dict, Optional
 
 from omegaconf import MISSING
 
-from dnadiff.config import ConfigError, key, one_of, optional_positive_int, positive_int, require
+from dnadiff.config import ConfigError, in_range, key, one_of, optional_positive_int, positive_int, require
+from dnadiff.sampling.common import PRECISIONS
+from dnadiff.sampling.confidence import SCORES
 from dnadiff.sampling.registry import SAMPLERS
+from dnadiff.sampling.remask import STRATEGIES
 
 FINAL_MODES: tuple[str, ...] = ("sample", "argmax")
 TOKEN_SETS: tuple[str, ...] = ("ACGT", "ACGTN")
@@ -28,6 +31,47 @@ class SemiARConfig:
     def validate(self, prefix: str = "semi_ar") -> None:
         optional_positive_int(self.block_length, key(prefix, "block_length"), minimum=2)
         optional_positive_int(self.prefix_length, key(prefix, "prefix_length"), minimum=0)
+
+
+@dataclass
+class ConfidenceConfig:
+    """Confidence-ordered unmasking (``sampler=confidence``; :mod:`dnadiff.sampling.confidence`)."""
+
+    score: str = "max_prob"  # max_prob | margin | neg_entropy
+    gumbel: float = 0.0  # > 0: Gumbel noise of this scale on the ranking (a Plackett-Luce draw of the order)
+    block_length: Optional[int] = None  # semi-AR blocks, left to right (LLaDA); null = the whole sequence at once
+    min_gap: int = 1  # positions unmasked in one step are at least this far apart (3 keeps codons apart)
+    cache: bool = True  # skip the network when no position changed
+
+    def validate(self, prefix: str = "confidence") -> None:
+        one_of(self.score, key(prefix, "score"), SCORES)
+        in_range(self.gumbel, key(prefix, "gumbel"), 0.0, float("inf"))
+        optional_positive_int(self.block_length, key(prefix, "block_length"))
+        positive_int(self.min_gap, key(prefix, "min_gap"))
+
+
+@dataclass
+class RemaskConfig:
+    """ReMDM remasking (``sampler=remask``; :mod:`dnadiff.sampling.remask`, Wang et al. 2025)."""
+
+    strategy: str = "loop"  # cap | rescale | conf | loop
+    eta: float = 0.02  # remasking scale (cap: max sigma; rescale: fraction of sigma_max; loop: sigma)
+    t_on: float = 0.55  # loop: the remasking phase runs from t_on down to t_off, alpha held at alpha_on
+    t_off: float = 0.05
+    alpha_on: float = 0.9
+    cache: bool = True  # reuse x_theta for rows whose z did not change
+
+    def validate(self, prefix: str = "remask") -> None:
+        one_of(self.strategy, key(prefix, "strategy"), STRATEGIES)
+        in_range(self.eta, key(prefix, "eta"), 0.0, 1.0)
+        if self.strategy == "loop":
+            in_range(self.alpha_on, key(prefix, "alpha_on"), 0.0, 1.0, low_open=True, high_open=True)
+            in_range(self.t_off, key(prefix, "t_off"), 0.0, 1.0, high_open=True)
+            require(self.t_off < self.t_on < 1.0, f"{key(prefix, 't_on')} must be in ({key(prefix, 't_off')}="
+                    f"{self.t_off!r}, 1), got {self.t_on!r}")
+            limit = (1.0 - self.alpha_on) / self.alpha_on
+            require(self.eta <= limit, f"{key(prefix, 'eta')}={self.eta!r} is too large for {key(prefix, 'alpha_on')}"
+                    f"={self.alpha_on!r}: need eta <= (1 - alpha_on) / alpha_on = {limit:.4g}")
 
 
 @dataclass
@@ -71,10 +115,13 @@ class GenerateConfig:
     temperature: float = 1.0  # x_theta^(1/temperature), renormalised
     top_p: float = 1.0  # nucleus: keep the most probable tokens up to this mass
     final: str = "sample"  # the last step fills the remaining masks by a draw or the argmax of x_theta
+    precision: str = "float32"  # float64: categorical draws (softmax, CDF, uniforms) in float64, exact for rare tokens
     tokens: str = "ACGT"  # tokens a generated sequence may contain
     batch_size: int = 64
     device: str = "auto"
     semi_ar: SemiARConfig = field(default_factory=SemiARConfig)
+    confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
+    remask: RemaskConfig = field(default_factory=RemaskConfig)
     infill: InfillConfig = field(default_factory=InfillConfig)
     # {class, weight, classifier}; a plain mapping because ``class`` is not a Python identifier
     guidance: Dict[str, Any] = field(default_factory=lambda: dict(GUIDANCE_KEYS))
@@ -83,6 +130,7 @@ class GenerateConfig:
         one_of(self.sampler, key(prefix, "sampler"), SAMPLERS)
         one_of(self.final, key(prefix, "final"), FINAL_MODES)
         one_of(self.tokens, key(prefix, "tokens"), TOKEN_SETS)
+        one_of(self.precision, key(prefix, "precision"), PRECISIONS)
         positive_int(self.num_samples, key(prefix, "num_samples"))
         positive_int(self.batch_size, key(prefix, "batch_size"))
         positive_int(self.steps, key(prefix, "steps"))

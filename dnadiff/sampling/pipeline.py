@@ -132,7 +132,7 @@ class SamplingPipeline:
         options: dict[str, Any] = dict(temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
         if self.objective == "ar":
             return ar_sample(self.model, batch, self.length, allowed_ids=self.allowed, **options)
-        options["final"] = cfg.final
+        options.update(final=cfg.final, precision=cfg.precision)
         return SAMPLERS[cfg.sampler](self, self.denoiser(batch), self.initial(batch), options)
 
     def sampler_name(self) -> str:
