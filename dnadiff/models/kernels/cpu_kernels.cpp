@@ -112,24 +112,27 @@ inline float hsum(vf v) {
   return s;
 }
 
-// exp(x): Cephes' single-precision polynomial after a Cody-Waite reduction x = m ln2 + r,
-// m integer, |r| <= ln2 / 2 (about 1 ulp). The input is clamped to [-126 ln2, 127 ln2]: results
-// below 2^-126 come out as 2^-126 (exp would be denormal or 0), above 2^127 as 2^127 (exp would
-// overflow); NaN stays NaN.
+// exp(x) after a Cody-Waite reduction x = m ln2 + r, m integer, |r| <= ln2 / 2, then the degree-6
+// Taylor polynomial of exp(r) (truncation error below 1.2e-7 relative; 2-3 ulp in all). The input
+// is clamped to [-126 ln2, 127 ln2]: results below 2^-126 come out as 2^-126 (exp would be
+// denormal or 0), above 2^127 as 2^127 (exp would overflow); NaN stays NaN. NONPOS: the caller
+// guarantees x <= 0 (a decay exp(delta A) with delta >= 0 >= A), which skips the upper clamp.
+template <bool NONPOS = false>
 inline vf vexp(vf x) {
-  x = vmin(splat(88.02969193f), vmax(splat(-87.33654475f), x));  // NaN passes through
+  x = vmax(splat(-87.33654475f), x);  // NaN passes through
+  if constexpr (!NONPOS) x = vmin(splat(88.02969193f), x);
   const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
   const vf t = x * 1.44269504088896341f + magic;
   const vf m = t - magic;
   vf y = x - m * 0.693359375f;
   y = y - m * -2.12194440e-4f;
-  vf p = splat(1.9875691500e-4f);
-  p = p * y + 1.3981999507e-3f;
-  p = p * y + 8.3334519073e-3f;
-  p = p * y + 4.1665795894e-2f;
-  p = p * y + 1.6666665459e-1f;
-  p = p * y + 5.0000001201e-1f;
-  p = p * (y * y) + y + 1.0f;
+  vf p = splat(1.0f / 720.0f);
+  p = p * y + (1.0f / 120.0f);
+  p = p * y + (1.0f / 24.0f);
+  p = p * y + (1.0f / 6.0f);
+  p = p * y + 0.5f;
+  p = p * y + 1.0f;
+  p = p * y + 1.0f;
   // (m + 127) << 23, the bits of 2^m: t's low mantissa bits hold m (plus 0x400000, shifted out)
   const vi bits = ((vi)t << 23) + (int32_t)(127u << 23);
   return p * (vf)bits;
@@ -285,11 +288,29 @@ __attribute__((always_inline)) inline void store_tile(const View& v, int64_t g, 
   }
 }
 
+// Spans of up to kSpan positions, tile by tile: one tensor's rows are visited for the whole span
+// before the next tensor's, which keeps the pages touched at a time (and TLB misses) few when the
+// tensor is position-contiguous.
+constexpr int kSpan = 4 * W;
+
+template <bool FULL>
+inline void load_span(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+                      vf* out) {
+  for (int j = 0; j < m; j += W) load_tile<FULL>(v, g, b, c0, cnt, o, i + j, std::min(W, m - j), out + j);
+}
+
+template <bool FULL>
+inline void store_span(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+                       const vf* in, bool add) {
+  for (int j = 0; j < m; j += W) store_tile<FULL>(v, g, b, c0, cnt, o, i + j, std::min(W, m - j), in + j, add);
+}
+
 struct Scan {
   int64_t G, Bt, L, d, n, S, nseg;
   View u, delta, Bm, Cm, z, out;  // Bm, Cm: the "channel" axis is the state axis
   const float *A, *D, *bias;
   bool softplus;
+  bool nonpos;      // delta >= 0 (softplus) and A <= 0: every decay exponent is <= 0
   int64_t reverse;  // bit g: group g runs backwards in position
   float* last;      // (G, Bt, d, n) or null
   float* ckpt;      // (G, Bt, nseg, n, d) or null
@@ -318,7 +339,7 @@ void block_params(const Scan& s, int64_t g, int64_t c0, int cnt, vf* Av, vf& Dv,
 
 // NC > 0: the state size is the compile-time NC (the loops over it unroll and the state can stay
 // in registers); NC == 0: the state size is s.n, kept in the caller's buffers.
-template <bool FULL, int NC>
+template <bool FULL, int NC, bool NP>
 void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf* hbuf, vf* Abuf) {
   constexpr bool FIXED = NC > 0;
   const int64_t n = FIXED ? NC : s.n;
@@ -331,17 +352,17 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
   const bool add = g > 0 && s.out.g == 0;
   const Order o = s.order(g);
   const int64_t sk = s.Bm.c;
-  vf td[W], tu[W], tz[W], ty[W];
-  for (int64_t i0 = 0; i0 < s.L; i0 += W) {
-    const int m = (int)std::min<int64_t>(W, s.L - i0);
-    if (s.ckpt && i0 > 0 && i0 % s.S == 0) {
-      UNROLL for (int64_t k = 0; k < n; ++k) store<FULL>(s.ck(g, b, i0 / s.S, k) + c0, h[k], cnt);
-    }
-    load_tile<FULL>(s.delta, g, b, c0, cnt, o, i0, m, td);
-    load_tile<FULL>(s.u, g, b, c0, cnt, o, i0, m, tu);
-    if (s.z.p) load_tile<FULL>(s.z, g, b, c0, cnt, o, i0, m, tz);
+  vf td[kSpan], tu[kSpan], tz[kSpan], ty[kSpan];
+  for (int64_t i0 = 0; i0 < s.L; i0 += kSpan) {
+    const int m = (int)std::min<int64_t>(kSpan, s.L - i0);
+    load_span<FULL>(s.delta, g, b, c0, cnt, o, i0, m, td);
+    load_span<FULL>(s.u, g, b, c0, cnt, o, i0, m, tu);
+    if (s.z.p) load_span<FULL>(s.z, g, b, c0, cnt, o, i0, m, tz);
     for (int j = 0; j < m; ++j) {
-      const int64_t t = o.pos(i0 + j);
+      const int64_t i = i0 + j, t = o.pos(i);
+      if (s.ckpt && i > 0 && i % s.S == 0) {
+        UNROLL for (int64_t k = 0; k < n; ++k) store<FULL>(s.ck(g, b, i / s.S, k) + c0, h[k], cnt);
+      }
       vf dt = td[j] + bv;
       if (s.softplus) dt = vsoftplus(dt);
       const vf uu = tu[j];
@@ -350,13 +371,13 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
       const float* Ct = s.Cm.at(g, b, t);
       vf y = Dv * uu;
       UNROLL for (int64_t k = 0; k < n; ++k) {
-        h[k] = vexp(dt * Av[k]) * h[k] + dtu * Bt[k * sk];
+        h[k] = vexp<NP>(dt * Av[k]) * h[k] + dtu * Bt[k * sk];
         y += h[k] * Ct[k * sk];
       }
       if (s.z.p) y *= tz[j] * vsigmoid(tz[j]);
       ty[j] = y;
     }
-    store_tile<FULL>(s.out, g, b, c0, cnt, o, i0, m, ty, add);
+    store_span<FULL>(s.out, g, b, c0, cnt, o, i0, m, ty, add);
   }
   if (s.last) {
     float* last = s.last + ((g * s.Bt + b) * s.d + c0) * n;
@@ -377,14 +398,14 @@ struct ScanGrads {
 
 // Per-thread scratch of the backward pass.
 struct BwdWork {
-  std::vector<vf> h, a, dt, u, y, sig, pb, pc, gh, gA, gD, gbias, Av;
+  std::vector<vf> h, a, dt, u, y, sig, go, zz, pb, pc, gh, gA, gD, gbias, Av;
   BwdWork(int64_t S, int64_t n, int64_t nblk)
-      : h((S + 1) * n), a(S * n), dt(S), u(S), y(S), sig(S), pb(S * n), pc(S * n), gh(nblk * n),
+      : h((S + 1) * n), a(S * n), dt(S), u(S), y(S), sig(S), go(S), zz(S), pb(S * n), pc(S * n), gh(nblk * n),
         gA(nblk * n), gD(nblk), gbias(nblk), Av(n) {}
 };
 
 // One block over one segment [i0, i0 + len) of group g: recompute the states, then walk back.
-template <bool FULL, int NC>
+template <bool FULL, int NC, bool NP>
 void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int64_t g, int64_t b, int64_t c0,
                             int cnt, int64_t seg, int64_t i0, int64_t len, int64_t jb, bool first_seg) {
   constexpr bool FIXED = NC > 0;
@@ -406,38 +427,36 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
   } else {
     for (int64_t k = 0; k < n; ++k) H[k] = load<FULL>(s.ck(g, b, seg, k) + c0, cnt);
   }
-  vf t1[W], t2[W], t3[W];
-  for (int64_t j0 = 0; j0 < len; j0 += W) {
-    const int m = (int)std::min<int64_t>(W, len - j0);
-    load_tile<FULL>(s.delta, g, b, c0, cnt, o, i0 + j0, m, t1);
-    load_tile<FULL>(s.u, g, b, c0, cnt, o, i0 + j0, m, w.u.data() + j0);
-    for (int jj = 0; jj < m; ++jj) {
-      const int64_t j = j0 + jj;
-      const int64_t t = o.pos(i0 + j);
-      const vf x = t1[jj] + bv;
-      vf dt = x;
-      if (s.softplus) {
-        dt = vsoftplus(x);
-        w.sig[j] = vsigmoid(x);
-      }
-      w.dt[j] = dt;
-      const vf uu = w.u[j];
-      const vf dtu = dt * uu;
-      const float* Bt = s.Bm.at(g, b, t);
-      const float* Ct = s.Cm.at(g, b, t);
-      const vf* hp = H + j * n;
-      vf* hn = H + (j + 1) * n;
-      vf* aj = w.a.data() + j * n;
-      vf y = Dv * uu;
-      UNROLL for (int64_t k = 0; k < n; ++k) {
-        const vf a = vexp(dt * Av[k]);
-        aj[k] = a;
-        hn[k] = a * hp[k] + dtu * Bt[k * sk];
-        y += hn[k] * Ct[k * sk];
-      }
-      w.y[j] = y;
+  // Recompute the segment's states (inputs read tensor by tensor for the whole segment).
+  vf* dtb = w.dt.data();
+  load_span<FULL>(s.delta, g, b, c0, cnt, o, i0, (int)len, dtb);
+  load_span<FULL>(s.u, g, b, c0, cnt, o, i0, (int)len, w.u.data());
+  for (int64_t j = 0; j < len; ++j) {
+    const int64_t t = o.pos(i0 + j);
+    const vf x = dtb[j] + bv;
+    vf dt = x;
+    if (s.softplus) {
+      dt = vsoftplus(x);
+      w.sig[j] = vsigmoid(x);
     }
+    dtb[j] = dt;
+    const vf uu = w.u[j];
+    const vf dtu = dt * uu;
+    const float* Bt = s.Bm.at(g, b, t);
+    const float* Ct = s.Cm.at(g, b, t);
+    const vf* hp = H + j * n;
+    vf* hn = H + (j + 1) * n;
+    vf* aj = w.a.data() + j * n;
+    vf y = Dv * uu;
+    UNROLL for (int64_t k = 0; k < n; ++k) {
+      const vf a = vexp<NP>(dt * Av[k]);
+      aj[k] = a;
+      hn[k] = a * hp[k] + dtu * Bt[k * sk];
+      y += hn[k] * Ct[k * sk];
+    }
+    w.y[j] = y;
   }
+  // Walk the segment backwards; dL/du, dL/ddelta, dL/dz replace gout, delta, z in the buffers.
   const bool add_z = g > 0 && gr.gz.g == 0;
   vf gD = w.gD[jb], gbias = w.gbias[jb];
   vf ghl[FIXED ? NC : 1];
@@ -445,54 +464,52 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
   if (FIXED) {
     UNROLL for (int64_t k = 0; k < n; ++k) ghl[k] = gh[k];
   }
-  const int64_t last_tile = ((len - 1) / W) * W;
-  for (int64_t j0 = last_tile; j0 >= 0; j0 -= W) {
-    const int m = (int)std::min<int64_t>(W, len - j0);
-    load_tile<FULL>(gr.gout, g, b, c0, cnt, o, i0 + j0, m, t1);  // becomes dL/du
-    if (s.z.p) load_tile<FULL>(s.z, g, b, c0, cnt, o, i0 + j0, m, t2);  // becomes dL/dz
-    for (int jj = m - 1; jj >= 0; --jj) {
-      const int64_t j = j0 + jj;
-      const int64_t t = o.pos(i0 + j);
-      const vf go = t1[jj];
-      const vf uu = w.u[j];
-      vf gy = go;
-      if (s.z.p) {
-        const vf zz = t2[jj];
-        const vf sg = vsigmoid(zz);
-        gy = go * zz * sg;
-        t2[jj] = go * w.y[j] * sg * (1.0f + zz * (1.0f - sg));
-      }
-      gD += gy * uu;
-      const vf dt = w.dt[j];
-      const vf dtu = dt * uu;
-      const float* Bt = s.Bm.at(g, b, t);
-      const float* Ct = s.Cm.at(g, b, t);
-      const vf* hp = H + j * n;
-      const vf* hn = H + (j + 1) * n;
-      const vf* aj = w.a.data() + j * n;
-      vf* pb = w.pb.data() + j * n;
-      vf* pc = w.pc.data() + j * n;
-      vf gdtu = vf{}, gdt = vf{};
-      UNROLL for (int64_t k = 0; k < n; ++k) {
-        pc[k] += gy * hn[k];
-        const vf gk = gy * Ct[k * sk] + ghr[k];
-        pb[k] += gk * dtu;
-        gdtu += gk * Bt[k * sk];
-        const vf gda = gk * aj[k] * hp[k];
-        gdt += gda * Av[k];
-        gA[k] += gda * dt;
-        ghr[k] = gk * aj[k];
-      }
-      t1[jj] = gdtu * dt + gy * Dv;
-      gdt += gdtu * uu;
-      if (s.softplus) gdt *= w.sig[j];
-      gbias += gdt;
-      t3[jj] = gdt;
+  vf* gob = w.go.data();
+  vf* zb = w.zz.data();
+  load_span<FULL>(gr.gout, g, b, c0, cnt, o, i0, (int)len, gob);
+  if (s.z.p) load_span<FULL>(s.z, g, b, c0, cnt, o, i0, (int)len, zb);
+  for (int64_t j = len - 1; j >= 0; --j) {
+    const int64_t t = o.pos(i0 + j);
+    const vf go = gob[j];
+    const vf uu = w.u[j];
+    vf gy = go;
+    if (s.z.p) {
+      const vf zz = zb[j];
+      const vf sg = vsigmoid(zz);
+      gy = go * zz * sg;
+      zb[j] = go * w.y[j] * sg * (1.0f + zz * (1.0f - sg));
     }
-    store_tile<FULL>(gr.gu, g, b, c0, cnt, o, i0 + j0, m, t1, false);
-    store_tile<FULL>(gr.gdelta, g, b, c0, cnt, o, i0 + j0, m, t3, false);
-    if (s.z.p) store_tile<FULL>(gr.gz, g, b, c0, cnt, o, i0 + j0, m, t2, add_z);
+    gD += gy * uu;
+    const vf dt = dtb[j];
+    const vf dtu = dt * uu;
+    const float* Bt = s.Bm.at(g, b, t);
+    const float* Ct = s.Cm.at(g, b, t);
+    const vf* hp = H + j * n;
+    const vf* hn = H + (j + 1) * n;
+    const vf* aj = w.a.data() + j * n;
+    vf* pb = w.pb.data() + j * n;
+    vf* pc = w.pc.data() + j * n;
+    vf gdtu = vf{}, gdt = vf{};
+    UNROLL for (int64_t k = 0; k < n; ++k) {
+      pc[k] += gy * hn[k];
+      const vf gk = gy * Ct[k * sk] + ghr[k];
+      pb[k] += gk * dtu;
+      gdtu += gk * Bt[k * sk];
+      const vf ga = gk * aj[k];  // dL/dh_{t-1} through the decay
+      const vf gda = ga * hp[k];  // dL/d(delta A)
+      gdt += gda * Av[k];
+      gA[k] += gda * dt;
+      ghr[k] = ga;
+    }
+    gob[j] = gdtu * dt + gy * Dv;
+    gdt += gdtu * uu;
+    if (s.softplus) gdt *= w.sig[j];
+    gbias += gdt;
+    dtb[j] = gdt;
   }
+  store_span<FULL>(gr.gu, g, b, c0, cnt, o, i0, (int)len, gob, false);
+  store_span<FULL>(gr.gdelta, g, b, c0, cnt, o, i0, (int)len, dtb, false);
+  if (s.z.p) store_span<FULL>(gr.gz, g, b, c0, cnt, o, i0, (int)len, zb, add_z);
   if (FIXED) {
     UNROLL for (int64_t k = 0; k < n; ++k) gh[k] = ghl[k];
   }
@@ -500,7 +517,7 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
   w.gbias[jb] = gbias;
 }
 
-template <int NC>
+template <int NC, bool NP>
 void scan_bwd_segment_blocks(const Scan& s, const ScanGrads& gr, BwdWork& w, int64_t g, int64_t b, int64_t seg,
                              int64_t i0, int64_t len, int64_t blk0, int64_t blk1) {
   for (int64_t blk = blk0; blk < blk1; ++blk) {
@@ -508,9 +525,9 @@ void scan_bwd_segment_blocks(const Scan& s, const ScanGrads& gr, BwdWork& w, int
     const int cnt = (int)std::min<int64_t>(W, s.d - c0);
     const bool first = seg == s.nseg - 1;
     if (cnt == W)
-      scan_bwd_block_segment<true, NC>(s, gr, w, g, b, c0, cnt, seg, i0, len, blk - blk0, first);
+      scan_bwd_block_segment<true, NC, NP>(s, gr, w, g, b, c0, cnt, seg, i0, len, blk - blk0, first);
     else
-      scan_bwd_block_segment<false, NC>(s, gr, w, g, b, c0, cnt, seg, i0, len, blk - blk0, first);
+      scan_bwd_block_segment<false, NC, NP>(s, gr, w, g, b, c0, cnt, seg, i0, len, blk - blk0, first);
   }
 }
 
@@ -523,10 +540,14 @@ void scan_bwd_task(const Scan& s, const ScanGrads& gr, int64_t b, int64_t chunk,
       const int64_t i0 = seg * S, len = std::min(S, s.L - i0);
       std::fill(w.pb.begin(), w.pb.begin() + len * n, vf{});
       std::fill(w.pc.begin(), w.pc.begin() + len * n, vf{});
-      if (n == 16)
-        scan_bwd_segment_blocks<16>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
+      if (n == 16 && s.nonpos)
+        scan_bwd_segment_blocks<16, true>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
+      else if (n == 16)
+        scan_bwd_segment_blocks<16, false>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
+      else if (s.nonpos)
+        scan_bwd_segment_blocks<0, true>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
       else
-        scan_bwd_segment_blocks<0>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
+        scan_bwd_segment_blocks<0, false>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
       const int64_t row = ((chunk * s.G + g) * s.Bt + b) * s.L;
       for (int64_t j = 0; j < len; ++j) {
         const int64_t t = o.pos(i0 + j);
@@ -577,6 +598,7 @@ Scan make_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A
   s.D = ptr_or_null(D);
   s.bias = ptr_or_null(bias);
   s.softplus = softplus;
+  s.nonpos = softplus && std::all_of(s.A, s.A + s.G * s.d * s.n, [](float a) { return a <= 0.f; });
   s.reverse = reverse;
   s.last = nullptr;
   s.ckpt = nullptr;
@@ -613,12 +635,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_fwd(
       const int64_t b = task / nblk, c0 = (task % nblk) * W;
       const int cnt = (int)std::min<int64_t>(W, s.d - c0);
       for (int64_t g = 0; g < s.G; ++g) {
-        if (cnt == W && s.n == 16)
-          scan_fwd_block<true, 16>(s, g, b, c0, cnt, h.data(), Av.data());
+        if (cnt == W && s.n == 16 && s.nonpos)
+          scan_fwd_block<true, 16, true>(s, g, b, c0, cnt, h.data(), Av.data());
+        else if (cnt == W && s.n == 16)
+          scan_fwd_block<true, 16, false>(s, g, b, c0, cnt, h.data(), Av.data());
         else if (cnt == W)
-          scan_fwd_block<true, 0>(s, g, b, c0, cnt, h.data(), Av.data());
+          scan_fwd_block<true, 0, false>(s, g, b, c0, cnt, h.data(), Av.data());
         else
-          scan_fwd_block<false, 0>(s, g, b, c0, cnt, h.data(), Av.data());
+          scan_fwd_block<false, 0, false>(s, g, b, c0, cnt, h.data(), Av.data());
       }
     }
   });
