@@ -22,6 +22,7 @@ the segment's states from the stored one (as mamba-ssm's kernel does per chunk).
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -29,7 +30,8 @@ import torch
 
 from dnadiff.models.kernels.build import load_cpu_kernels
 
-__all__ = ["SEGMENT", "cpu_fused_unavailable_reason", "fused_mixer_cpu", "selective_scan_cpu_fused"]
+__all__ = ["SEGMENT", "cpu_fused_unavailable_reason", "fused_mixer_cpu", "release_workspace",
+           "selective_scan_cpu_fused"]
 
 # Positions per backward segment: the recomputed states and decays of one segment (2 * SEGMENT *
 # d_state vectors of 8 or 16 channels) stay in L2 cache; the stored states take d_state / SEGMENT
@@ -37,6 +39,34 @@ __all__ = ["SEGMENT", "cpu_fused_unavailable_reason", "fused_mixer_cpu", "select
 # than 32, and 128 no faster than 64.
 SEGMENT = 64
 MAX_STATE = 256
+
+
+_WORKSPACE = threading.local()
+
+
+def _buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """A reusable fp32 scratch tensor of ``shape`` for this thread (grows, never shrinks).
+
+    The mixer's internal temporaries (conv output, delta, their gradients) are the size of an
+    activation and are not returned or saved, so one buffer per name serves every layer: this
+    avoids faulting fresh pages in for each of them (measured as a large share of a CPU training
+    step's time). :func:`release_workspace` frees them.
+    """
+    pool = getattr(_WORKSPACE, "pool", None)
+    if pool is None:
+        pool = _WORKSPACE.pool = {}
+    numel = 1
+    for s in shape:
+        numel *= s
+    buf = pool.get(name)
+    if buf is None or buf.numel() < numel:
+        buf = pool[name] = torch.empty(numel)
+    return buf[:numel].view(shape)
+
+
+def release_workspace() -> None:
+    """Free this thread's scratch buffers of the fused mixer (they are re-created on next use)."""
+    _WORKSPACE.pool = {}
 
 
 def _ops():
@@ -95,7 +125,7 @@ class _Scan(torch.autograd.Function):
         softplus, reverse, segment = ctx.cfg
         gz = torch.empty_like(z) if z is not None else None
         gu, gdelta, gA, gB, gC, gD, gbias = _ops().scan_bwd(
-            u, delta, A, B, C, D, z, bias, softplus, reverse, ckpt, segment, _unit_last(gout), gz)
+            u, delta, A, B, C, D, z, bias, softplus, reverse, ckpt, segment, _unit_last(gout), gz, None, None)
         return (gu, gdelta, gA, gB, gC, gD if D is not None else None, gz,
                 gbias if bias is not None else None, None, None, None)
 
@@ -148,9 +178,11 @@ class _Mixer(torch.autograd.Function):
         b, L = xz.shape[:2]
         xzg = xz.permute(2, 0, 1, 3)  # (Gx, b, L, 2d); Gx = 1: both directions read one xz
         x, z = xzg[..., :d], xzg[..., d:]
-        u = ops.conv_fwd(x, conv_w, conv_b, True, reverse)  # (G, b, L, d)
+        u = ops.conv_fwd(x, conv_w, conv_b, True, reverse, _buffer("u", (G, b, L, d)))  # (G, b, L, d)
         xdbl = torch.bmm(u.view(G, b * L, d), xproj_w.transpose(1, 2))  # (G, bL, r + 2n)
-        delta = torch.bmm(xdbl[..., :r], dtproj_w.transpose(1, 2)).view(G, b, L, d)
+        delta = _buffer("delta", (G, b * L, d))
+        torch.bmm(xdbl[..., :r], dtproj_w.transpose(1, 2), out=delta)
+        delta = delta.view(G, b, L, d)
         Bm, Cm = (xdbl[..., r + k * n: r + (k + 1) * n].unflatten(1, (b, L)) for k in (0, 1))
         save = any(ctx.needs_input_grad)
         shared = xzg.shape[0] == 1
@@ -171,19 +203,22 @@ class _Mixer(torch.autograd.Function):
         x, z = xzg[..., :d], xzg[..., d:]
         shared = xzg.shape[0] == 1
         gy = gy.unsqueeze(0) if shared else gy.permute(2, 0, 1, 3)
-        u = ops.conv_fwd(x, conv_w, conv_b, True, reverse)
+        u = ops.conv_fwd(x, conv_w, conv_b, True, reverse, _buffer("u", (G, b, L, d)))
         dt_low = xdbl[..., :r]
-        delta = torch.bmm(dt_low, dtproj_w.transpose(1, 2)).view(G, b, L, d)
+        delta = _buffer("delta", (G, b * L, d))
+        torch.bmm(dt_low, dtproj_w.transpose(1, 2), out=delta)
+        delta = delta.view(G, b, L, d)
         Bm, Cm = (xdbl[..., r + k * n: r + (k + 1) * n].unflatten(1, (b, L)) for k in (0, 1))
         gxz = torch.empty_like(xz)
         gxzg = gxz.permute(2, 0, 1, 3)
         gu, gdelta, gA, gB, gC, gD, gbias = ops.scan_bwd(
-            u, delta, A, Bm, Cm, D, z, dt_bias, True, reverse, ckpt, SEGMENT, _unit_last(gy), gxzg[..., d:])
+            u, delta, A, Bm, Cm, D, z, dt_bias, True, reverse, ckpt, SEGMENT, _unit_last(gy), gxzg[..., d:],
+            _buffer("gu", (G, b, L, d)), _buffer("gdelta", (G, b, L, d)))
         gdelta = gdelta.view(G, b * L, d)
         g_dtproj = torch.bmm(gdelta.transpose(1, 2), dt_low)  # (G, d, r)
         g_xdbl = torch.cat([torch.bmm(gdelta, dtproj_w), gB.view(G, b * L, n), gC.view(G, b * L, n)], dim=-1)
         g_xproj = torch.bmm(g_xdbl.transpose(1, 2), u.view(G, b * L, d))  # (G, r + 2n, d)
-        gu = torch.baddbmm(gu.view(G, b * L, d), g_xdbl, xproj_w).view(G, b, L, d)
+        gu = gu.view(G, b * L, d).baddbmm_(g_xdbl, xproj_w).view(G, b, L, d)
         g_conv_w, g_conv_b = ops.conv_bwd(x, conv_w, conv_b, True, reverse, gu, gxzg[..., :d])
         return (gxz, g_conv_w, g_conv_b if conv_b is not None else None, g_xproj, g_dtproj, gA, gD, gbias,
                 None, None)

@@ -55,11 +55,13 @@ typedef float vfu __attribute__((vector_size(W * sizeof(float)), aligned(alignof
 
 constexpr int64_t kMaxState = 256;
 
-inline vf splat(float x) { return vf{} + x; }
+#define DNADIFF_INLINE inline __attribute__((always_inline))
+
+DNADIFF_INLINE vf splat(float x) { return vf{} + x; }
 
 // max/min with x86's semantics (the second operand when either is NaN): one instruction where
 // the vector width matches a native register, else the equivalent select.
-inline vf vmax(vf a, vf b) {
+DNADIFF_INLINE vf vmax(vf a, vf b) {
 #if defined(__AVX512F__) && DNADIFF_VW == 16
   return (vf)_mm512_max_ps((__m512)a, (__m512)b);
 #elif defined(__AVX__) && DNADIFF_VW == 8
@@ -69,7 +71,7 @@ inline vf vmax(vf a, vf b) {
 #endif
 }
 
-inline vf vmin(vf a, vf b) {
+DNADIFF_INLINE vf vmin(vf a, vf b) {
 #if defined(__AVX512F__) && DNADIFF_VW == 16
   return (vf)_mm512_min_ps((__m512)a, (__m512)b);
 #elif defined(__AVX__) && DNADIFF_VW == 8
@@ -80,7 +82,7 @@ inline vf vmin(vf a, vf b) {
 }
 
 template <bool FULL>
-inline vf load(const float* p, int cnt) {
+DNADIFF_INLINE vf load(const float* p, int cnt) {
   vf v;
   if constexpr (FULL) {
     v = *reinterpret_cast<const vfu*>(p);
@@ -92,7 +94,7 @@ inline vf load(const float* p, int cnt) {
 }
 
 template <bool FULL>
-inline void store(float* p, vf v, int cnt) {
+DNADIFF_INLINE void store(float* p, vf v, int cnt) {
   if constexpr (FULL) {
     *reinterpret_cast<vfu*>(p) = v;
   } else {
@@ -102,11 +104,11 @@ inline void store(float* p, vf v, int cnt) {
 
 // Store, or add to what is there (a tensor shared by the groups, after its first group).
 template <bool FULL>
-inline void put(float* p, vf v, int cnt, bool add) {
+DNADIFF_INLINE void put(float* p, vf v, int cnt, bool add) {
   store<FULL>(p, add ? load<FULL>(p, cnt) + v : v, cnt);
 }
 
-inline float hsum(vf v) {
+DNADIFF_INLINE float hsum(vf v) {
   float s = 0.f;
   for (int i = 0; i < W; ++i) s += v[i];
   return s;
@@ -118,7 +120,7 @@ inline float hsum(vf v) {
 // denormal or 0), above 2^127 as 2^127 (exp would overflow); NaN stays NaN. NONPOS: the caller
 // guarantees x <= 0 (a decay exp(delta A) with delta >= 0 >= A), which skips the upper clamp.
 template <bool NONPOS = false>
-inline vf vexp(vf x) {
+DNADIFF_INLINE vf vexp(vf x) {
   x = vmax(splat(-87.33654475f), x);  // NaN passes through
   if constexpr (!NONPOS) x = vmin(splat(88.02969193f), x);
   const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
@@ -139,7 +141,7 @@ inline vf vexp(vf x) {
 }
 
 // log(x) for x >= 1 (finite), Cephes' single-precision logf.
-inline vf vlog_ge1(vf x) {
+DNADIFF_INLINE vf vlog_ge1(vf x) {
   const vi bits = (vi)x;
   vi e = ((bits >> 23) & 0xff) - 126;
   vi mbits = (bits & 0x007fffff) | 0x3f000000;  // mantissa in [0.5, 1)
@@ -165,14 +167,14 @@ inline vf vlog_ge1(vf x) {
 
 // softplus(x) = log(1 + exp(x)), x itself above 20 (torch's threshold). log1p(e) is log(1 + e)
 // corrected for the rounding of 1 + e, which keeps it accurate for tiny e.
-inline vf vsoftplus(vf x) {
+DNADIFF_INLINE vf vsoftplus(vf x) {
   vf e = vexp(x < 20.f ? x : vf{});
   vf w = 1.0f + e;
   vf lp = vlog_ge1(w) - ((w - 1.0f) - e) / w;
   return x > 20.f ? x : lp;
 }
 
-inline vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+DNADIFF_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
 
 // Strides (group, batch, position, channel) of a 4-d fp32 tensor; the group stride is 0 when
 // the tensor has one group (shared by all).
@@ -246,7 +248,7 @@ struct Order {
 };
 
 template <bool FULL>
-__attribute__((always_inline)) inline void load_tile(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+DNADIFF_INLINE void load_tile(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
                       vf* out) {
   if (v.c == 1) {
     for (int j = 0; j < m; ++j) out[j] = load<FULL>(v.at(g, b, o.pos(i + j)) + c0, cnt);
@@ -269,7 +271,7 @@ __attribute__((always_inline)) inline void load_tile(const View& v, int64_t g, i
 
 // Store (or, with add, accumulate) a tile written by load_tile's rules.
 template <bool FULL>
-__attribute__((always_inline)) inline void store_tile(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+DNADIFF_INLINE void store_tile(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
                        const vf* in, bool add) {
   if (v.c == 1) {
     for (int j = 0; j < m; ++j) put<FULL>(v.at(g, b, o.pos(i + j)) + c0, in[j], cnt, add);
@@ -294,13 +296,13 @@ __attribute__((always_inline)) inline void store_tile(const View& v, int64_t g, 
 constexpr int kSpan = 4 * W;
 
 template <bool FULL>
-inline void load_span(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+DNADIFF_INLINE void load_span(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
                       vf* out) {
   for (int j = 0; j < m; j += W) load_tile<FULL>(v, g, b, c0, cnt, o, i + j, std::min(W, m - j), out + j);
 }
 
 template <bool FULL>
-inline void store_span(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+DNADIFF_INLINE void store_span(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
                        const vf* in, bool add) {
   for (int j = 0; j < m; j += W) store_tile<FULL>(v, g, b, c0, cnt, o, i + j, std::min(W, m - j), in + j, add);
 }
@@ -657,7 +659,8 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
                                  const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,
                                  const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& bias,
                                  bool softplus, int64_t reverse, const at::Tensor& ckpt, int64_t S,
-                                 const at::Tensor& gout, const std::optional<at::Tensor>& gz_out) {
+                                 const at::Tensor& gout, const std::optional<at::Tensor>& gz_out,
+                                 const std::optional<at::Tensor>& gu_buf, const std::optional<at::Tensor>& gdelta_buf) {
   Scan s = make_scan(u, delta, A, B, C, D, z, bias, softplus, reverse, S);
   TORCH_CHECK(ckpt.is_contiguous() && ckpt.dim() == 5 && ckpt.size(2) == s.nseg, "bad checkpoint tensor ",
               ckpt.sizes());
@@ -667,8 +670,9 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
   TORCH_CHECK(z.has_value() == gz_out.has_value(), "gz_out must be given exactly when z is");
   gr.gz = view_or_null(gz_out);
   auto opts = u.options();
-  at::Tensor gu = empty_like_layout(u, s.G);
-  at::Tensor gdelta = empty_like_layout(u, s.G);
+  at::Tensor gu = gu_buf.has_value() ? *gu_buf : empty_like_layout(u, s.G);
+  at::Tensor gdelta = gdelta_buf.has_value() ? *gdelta_buf : empty_like_layout(u, s.G);
+  TORCH_CHECK(gu.sizes() == u.sizes() && gdelta.sizes() == u.sizes(), "gradient buffers must have u's shape");
   gr.gu = view_of(gu);
   gr.gdelta = view_of(gdelta);
   const int64_t nblk = (s.d + W - 1) / W;
@@ -766,10 +770,12 @@ void conv_fwd_block(const Conv& c, const View& out, int64_t g, int64_t b, int64_
   }
 }
 
+// `out`, when given, is a (G, Bt, L, d) buffer to write into (a reused workspace).
 at::Tensor conv_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias, bool silu,
-                    int64_t reverse) {
+                    int64_t reverse, const std::optional<at::Tensor>& out_buf) {
   Conv c = make_conv(x, w, bias, silu, reverse);
-  at::Tensor out = at::empty({c.G, c.Bt, c.L, c.d}, x.options());
+  at::Tensor out = out_buf.has_value() ? *out_buf : at::empty({c.G, c.Bt, c.L, c.d}, x.options());
+  TORCH_CHECK(out.sizes() == at::IntArrayRef({c.G, c.Bt, c.L, c.d}), "conv out buffer has the wrong shape");
   View ov = channels_last_view(out);
   const int64_t nblk = (c.d + W - 1) / W;
   at::parallel_for(0, c.Bt * nblk, 1, [&](int64_t lo, int64_t hi) {
@@ -880,8 +886,9 @@ TORCH_LIBRARY(dnadiff_cpu, m) {
       "bool softplus, int reverse, bool sum_groups, bool save, int segment) -> (Tensor, Tensor, Tensor)");
   m.def(
       "scan_bwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? bias, "
-      "bool softplus, int reverse, Tensor ckpt, int segment, Tensor gout, Tensor(a!)? gz_out) -> Tensor[]");
-  m.def("conv_fwd(Tensor x, Tensor w, Tensor? bias, bool silu, int reverse) -> Tensor");
+      "bool softplus, int reverse, Tensor ckpt, int segment, Tensor gout, Tensor(a!)? gz_out, "
+      "Tensor(b!)? gu_buf=None, Tensor(c!)? gdelta_buf=None) -> Tensor[]");
+  m.def("conv_fwd(Tensor x, Tensor w, Tensor? bias, bool silu, int reverse, Tensor(a!)? out=None) -> Tensor");
   m.def(
       "conv_bwd(Tensor x, Tensor w, Tensor? bias, bool silu, int reverse, Tensor gout, Tensor(a!) gx) "
       "-> (Tensor, Tensor)");
