@@ -4,10 +4,9 @@ One training step = forward + cross-entropy + backward of the whole LM (embeddin
 n_layer 4 RCPS BiMamba blocks, RC-equivariant head) on real hg38 windows (the embedded
 chr2 sample). Every figure is also given as a ratio against a reference measured in the same run:
 
-- ``--device cpu`` (default): ``cpu_fused`` (what ``auto`` picks on CPU: the fused C++ mixer,
-  with torch's large allocations on transparent huge pages as ``import dnadiff`` sets up) against
-  today's ``torch`` backend (``THP_MEM_ALLOC_ENABLE=0``, the reference of the ratios) and the
-  ``torch`` backend with huge pages (separating the two effects); ``--with-ref`` /
+- ``--device cpu`` (default): ``cpu_fused`` (what ``auto`` picks on CPU: the fused C++ mixer)
+  against today's ``torch`` backend (the reference of the ratios; ``--baseline-tree`` runs it on
+  a checkout of the code before issue 15, exactly today's); ``--with-ref`` /
   ``--with-mambapy`` add the sequential loop and mambapy's parallel scan (``mambapy.pscan``;
   it materialises (batch, length, d_inner, d_state) tensors, so only up to
   ``--mambapy-max-length``). Every row runs with 1 and 2 threads (``--threads``) in a fresh
@@ -186,7 +185,7 @@ def cpu_worker(spec: dict) -> dict:
     backend = spec["backend"]
     if backend == "mambapy":
         mamba_module.selective_scan = mambapy_selective_scan
-    model_backend = {"mambapy": "torch", "torch+thp": "torch"}.get(backend, backend)
+    model_backend = "torch" if backend == "mambapy" else backend
     model = build_model("caduceus_ps", scan_backend=model_backend, **SIZES)
     ids = genome_batch(spec["batch"], spec["length"])
     extra = {}
@@ -204,14 +203,13 @@ def cpu_worker(spec: dict) -> dict:
         resolved = resolve_backend(model_backend, ids)
     except ImportError:  # a checkout from before the cpu_fused backend (--baseline-tree)
         resolved = model_backend
-    return {"times_s": times, "peak_mem_mib": round(peak - base, 1), "resolved_backend": resolved,
-            "thp": os.environ.get("THP_MEM_ALLOC_ENABLE", ""), **extra}
+    return {"times_s": times, "peak_mem_mib": round(peak - base, 1), "resolved_backend": resolved, **extra}
 
 
 def run_cpu_config(spec: dict, timeout: float) -> dict:
     """Start a subprocess for one configuration (clean peak-RSS accounting, bounded time)."""
     cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
-    env = dict(os.environ, THP_MEM_ALLOC_ENABLE=spec["thp"], OMP_NUM_THREADS=str(spec["threads"]))
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
     if spec.get("tree"):  # run this row on another checkout of dnadiff (e.g. the code before issue 15)
         env["PYTHONPATH"] = os.pathsep.join([spec["tree"], env.get("PYTHONPATH", "")])
     try:
@@ -357,27 +355,20 @@ def cpu_targets(rows: list[dict]) -> list[dict]:
     return out
 
 
-CPU_ROWS = {  # impl name -> (backend, THP_MEM_ALLOC_ENABLE)
-    "cpu_fused": ("cpu_fused", "1"),
-    "torch (today)": ("torch", "0"),
-    "torch + huge pages": ("torch+thp", "1"),
-    "ref": ("ref", "0"),
-    "mambapy": ("mambapy", "0"),
-}
+CPU_ROWS = {"cpu_fused": "cpu_fused", "torch (today)": "torch", "ref": "ref", "mambapy": "mambapy"}
 CPU_REFERENCE = "torch (today)"
 
 
 def bench_cpu(args: argparse.Namespace) -> tuple[list[dict], str]:
-    names = ["cpu_fused", "torch (today)", "torch + huge pages"]
+    names = ["cpu_fused", "torch (today)"]
     names += ["ref"] if args.with_ref else []
     names += ["mambapy"] if args.with_mambapy else []
     rows = []
     for threads in args.threads:
         for length, batch in zip(args.lengths, args.batches):
             for name in names:
-                backend, thp = CPU_ROWS[name]
-                row = {"impl": name, "backend": backend, "batch": batch, "length": length, "threads": threads,
-                       "thp": thp}
+                backend = CPU_ROWS[name]
+                row = {"impl": name, "backend": backend, "batch": batch, "length": length, "threads": threads}
                 if backend == "ref" and length > args.ref_max_length:
                     row["skipped"] = f"ref scan is a Python loop over positions; not run above length {args.ref_max_length}"
                 elif backend == "mambapy" and length > args.mambapy_max_length:
@@ -390,7 +381,7 @@ def bench_cpu(args: argparse.Namespace) -> tuple[list[dict], str]:
                 else:
                     long_run = length >= args.single_step_length
                     spec = dict(
-                        backend=backend, batch=batch, length=length, threads=threads, thp=thp,
+                        backend=backend, batch=batch, length=length, threads=threads,
                         repeats=1 if long_run else args.repeats, warmup=0 if long_run else 1,
                         roofline=backend == "cpu_fused",
                         tree=args.baseline_tree if name == CPU_REFERENCE else None,

@@ -1,9 +1,8 @@
 """End to end on the default model: ``pretrain`` (defaults), ``evaluate`` (defaults) and uncached
 ancestral sampling of 64 x 256 bp, each with the new CPU path against today's, in one run.
 
-- new: the commands as shipped (scan backend ``auto`` = ``cpu_fused`` on CPU, large tensors on
-  transparent huge pages as ``import dnadiff`` sets up);
-- today: the same commands with ``DNADIFF_SCAN_BACKEND=torch THP_MEM_ALLOC_ENABLE=0``, or, with
+- new: the commands as shipped (scan backend ``auto`` = ``cpu_fused`` on CPU);
+- today: the same commands with ``DNADIFF_SCAN_BACKEND=torch``, or, with
   ``--baseline-tree PATH``, on another checkout of dnadiff (e.g. the commit before issue 15:
   ``git worktree add /tmp/base <commit>``), which is today's code exactly.
 
@@ -36,11 +35,10 @@ TARGETS = {"pretrain": 2.0, "evaluate": 5.0, "sample": 5.0}
 
 
 def side_env(side: str, args: argparse.Namespace) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DNADIFF_SCAN_BACKEND", "THP_MEM_ALLOC_ENABLE")}
+    env = {k: v for k, v in os.environ.items() if k != "DNADIFF_SCAN_BACKEND"}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     if side == "today":
-        env["THP_MEM_ALLOC_ENABLE"] = "0"
         if args.baseline_tree:
             env["PYTHONPATH"] = os.pathsep.join([args.baseline_tree, env.get("PYTHONPATH", "")])
         else:
