@@ -115,7 +115,7 @@ def fused_mixer(x: torch.Tensor, backend: str) -> Callable | None:
     importable. None means "call causal_conv1d and selective_scan one by one" (where an
     unusable ``cuda`` backend then raises its :class:`ScanBackendError`).
     """
-    if backend not in ("auto", "cuda") or not x.is_cuda or _cuda_unavailable_reason(x):
+    if not x.is_cuda or resolve_backend(backend, x) != "cuda" or _cuda_unavailable_reason(x):
         return None
     return _mamba_inner_import()
 
@@ -503,8 +503,9 @@ def selective_scan(
     or ``ref``).
 
     ``auto`` picks ``cuda`` (mamba-ssm's kernel) for CUDA tensors when mamba-ssm imports,
-    ``cpu_fused`` for CPU tensors when its kernel loads, else ``torch``. With ``return_last_state`` it returns ``(out, h_last)``, h_last (batch, d, n) in
-    fp32, as mamba-ssm does (the state is not differentiable).
+    ``cpu_fused`` for CPU tensors when its kernel loads, else ``torch``. With
+    ``return_last_state`` it returns ``(out, h_last)``, h_last (batch, d, n) in fp32, as
+    mamba-ssm does (the state is not differentiable).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; choose one of {BACKENDS}")

@@ -171,6 +171,7 @@ class _Mixer(torch.autograd.Function):
     """conv + SiLU -> x_proj -> dt_proj -> scan (+D, gate) for G stacked directions; see module doc."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)  # fp32 inside under autocast
     def forward(ctx, xz, conv_w, conv_b, xproj_w, dtproj_w, A, D, dt_bias, reverse: int, dims: tuple):  # noqa: D102
         d, n, r = dims
         ops = _ops()
@@ -193,6 +194,7 @@ class _Mixer(torch.autograd.Function):
         return y if shared else y.permute(1, 2, 0, 3)  # (b, L, d) or (b, L, G, d)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, gy):  # noqa: D102
         xz, conv_w, conv_b, xproj_w, dtproj_w, A, D, dt_bias, xdbl, ckpt = ctx.saved_tensors
         reverse, (d, n, r) = ctx.cfg
