@@ -198,7 +198,7 @@ def cpu_worker(spec: dict) -> dict:
         extra["flops_per_step"] = step_flops(model, ids)
         extra["profile"] = profile_step(model, ids)
     try:
-        from dnadiff.models.scan import resolve_backend
+        from dnadiff.models.kernels.scan import resolve_backend
 
         resolved = resolve_backend(model_backend, ids)
     except ImportError:  # a checkout from before the cpu_fused backend (--baseline-tree)
@@ -399,7 +399,7 @@ def bench_cpu(args: argparse.Namespace) -> tuple[list[dict], str]:
 
 
 def bench_cuda(args: argparse.Namespace) -> tuple[list[dict], str]:
-    from dnadiff.models.scan import available_backends, fused_mixer
+    from dnadiff.models.kernels.scan import available_backends, fused_mixer
 
     ours = "cuda" if "cuda" in available_backends() else "torch"
     fused = fused_mixer(torch.zeros(1, device="cuda"), "cuda") is not None

@@ -19,10 +19,8 @@ It also measures the tokens/s that training consumes: forward + cross-entropy + 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -30,11 +28,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from Bio import SeqIO
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from dnadiff.data.datamodule import GenomeDataModule
+from dnadiff.cli import load_config
+from dnadiff.data.datamodule import PretrainDataModule
 from dnadiff.data.genome import Genome
+from dnadiff.experiments.record import machine_info, write_results
 from dnadiff.data.windows import GenomeWindows, collate_windows, intervals_from_blocks
 from dnadiff.resources import shared_data_dir, shared_data_missing_reason
 from dnadiff.tokenizer import Tokenizer
@@ -43,23 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 # (seq_len, batch_size, split_block, windows to time)
 LENGTHS = {1024: (32, 100_000, 4096), 131072: (2, 262_144, 96)}
-
-
-def machine_info() -> dict:
-    """Where the figures come from (2 shared CPU cores: timings are noisy)."""
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor(),
-    )
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1min": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def time_loader(
@@ -128,7 +110,7 @@ def model_consumption(data_cfg: dict, repeats: int) -> dict:
         model = dnadiff.build_model("caduceus_ps")
     except Exception as err:  # the model is another module's; report why it is missing
         return {"available": False, "why": f"{type(err).__name__}: {err}"}
-    dm = GenomeDataModule.from_config({**data_cfg, "num_workers": 0})
+    dm = PretrainDataModule({**data_cfg, "num_workers": 0}, seed=0, max_steps=repeats + 2)
     batches = iter(dm.train_dataloader())
     model.train()
     default_threads = torch.get_num_threads()
@@ -151,14 +133,6 @@ def model_consumption(data_cfg: dict, repeats: int) -> dict:
     best = max(per_threads.values(), key=lambda x: x["tokens_per_s"])
     return {"available": True, "params": sum(p.numel() for p in model.parameters()), "batch": list(ids.shape),
             "by_torch_threads": {str(k): v for k, v in per_threads.items()}, **best}
-
-
-def write_json(obj: dict, path: Path) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -189,9 +163,10 @@ def main() -> None:
         rows.append({"loader": "GenomeWindows+torch collate", "fasta": "plain", "seq_len": seq_len, "workers": 0,
                      **r, "ratio": r["windows_per_s"] / refs[seq_len]["windows_per_s"]})
 
-    data_cfg = dict(OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "data" / "genome.yaml"), resolve=True))
+    data_cfg = dataclasses.asdict(load_config("pretrain").data)
     default_loader = time_loader(
-        Genome(GenomeDataModule.from_config(data_cfg).fasta).path, data_cfg["seq_len"], data_cfg["batch_size"],
+        Genome(PretrainDataModule(data_cfg, seed=0, max_steps=1).source.fasta).path, data_cfg["seq_len"],
+        data_cfg["batch_size"],
         data_cfg["split_block"], max(1024 // scale, 4 * data_cfg["batch_size"]), 0,
     )
     consumption = model_consumption(data_cfg, args.model_repeats)
@@ -211,17 +186,17 @@ def main() -> None:
     else:
         print(f"model consumption not measured: {consumption['why']}")
 
-    write_json({
+    write_results({
         "bench": "loader",
         "command": "python bench/loader.py" + (" --quick" if args.quick else ""),
-        "machine": machine_info(),
+        "machine": machine_info("cpu"),
         "reference": "naive: Biopython SeqIO parse of the whole plain FASTA, Python slice, per-character encode (same L)",
         "rows": rows,
         "default_config_loader": {"data_config": "configs/data/genome.yaml", **default_loader},
         "model_consumption": consumption,
         "loader_over_consumption": ratio,
         "target_loader_over_consumption": 10.0,
-    }, args.out)
+    }, args.out.with_suffix(""))
     print(f"wrote {args.out}")
 
 

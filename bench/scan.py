@@ -26,6 +26,7 @@ L 131072 at batch 1 within 1 GiB beyond the inputs), each met or not.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -86,7 +87,7 @@ def run_case(method: str, mode: str, batch: int, length: int, device: str, repea
     """Time one method on one shape in this (fresh) process."""
     import torch
 
-    from dnadiff.models.scan import selective_scan
+    from dnadiff.models.kernels.scan import selective_scan
 
     xs = make_inputs(batch, length, device)
     if method == "mambapy":
@@ -131,9 +132,7 @@ def skip_reason(method: str, mode: str, batch: int, length: int, device: str) ->
     if method == "ref" and length > 1024:
         return "ref is a Python loop over positions: run at L 1024 only (it is slow)"
     if method == "mambapy":
-        try:
-            import mambapy.pscan  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("mambapy") is None:
             return "mambapy not installed (pip install dnadiff[bench])"
         need = (8 if mode == "fwdbwd" else 4) * batch * length * D_INNER * D_STATE * 4 / 2**30
         avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
@@ -141,7 +140,7 @@ def skip_reason(method: str, mode: str, batch: int, length: int, device: str) ->
             return (f"mambapy keeps several (batch, L, d, n) fp32 tensors: ~{need:.0f} GiB > 80% of the "
                     f"{avail:.0f} GiB available")
     if method in ("cuda", "cpu_fused"):
-        from dnadiff.models.scan import available_backends
+        from dnadiff.models.kernels.scan import available_backends
 
         if method not in available_backends():
             return f"backend {method} is unavailable here"

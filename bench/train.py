@@ -39,25 +39,25 @@ CASES = {
 
 def measure(model_name: str, objective_name: str, seq_len: int, batch: int, steps: int, device: str) -> dict:
     """Tokens/s of raw training steps and peak memory, in this process."""
+    import dataclasses
+
     import torch
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     import dnadiff
-    from dnadiff.data.datamodule import GenomeDataModule
+    from dnadiff.cli import load_config
+    from dnadiff.data.sources import GenomeSource
+    from dnadiff.data.stream import StreamDataset
     from dnadiff.data.windows import collate_windows
     from dnadiff.objectives import build_objective
     from dnadiff.train.optim import build_optimizer
-    from dnadiff.train.stream import StreamDataset
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("pretrain", [f"model={model_name}", f"objective={objective_name}"]))
+    cfg = load_config("pretrain", [f"model={model_name}", f"objective={objective_name}"])
     torch.manual_seed(0)
     model = dnadiff.build_model(model_name).to(device)
-    objective = build_objective(cfg["objective"], dnadiff.Tokenizer())
-    optimizer, _ = build_optimizer(model, cfg["optim"], 1000)
-    windows = GenomeDataModule.from_config({**cfg["data"], "seq_len": seq_len, "batch_size": batch})
-    stream = StreamDataset(windows.dataset("train"), 0, batch, cfg["objective"].get("t_min", 1e-3))
+    objective = build_objective(cfg.objective, dnadiff.Tokenizer())
+    optimizer, _ = build_optimizer(model, cfg.optim, 1000)
+    windows = GenomeSource(dataclasses.replace(cfg.data, seq_len=seq_len, batch_size=batch))
+    stream = StreamDataset(windows.dataset("train"), 0, batch, cfg.objective.antithetic)
     batches = [collate_windows([stream[b * batch + i] for i in range(batch)]) for b in range(steps + 2)]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
 

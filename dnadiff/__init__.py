@@ -4,8 +4,8 @@ Public API: :class:`Tokenizer`, :func:`build_model`, :func:`load_model`.
 """
 
 from dnadiff.tokenizer import Tokenizer
+from dnadiff.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Tokenizer", "build_model", "load_model", "__version__"]
 
 
@@ -16,7 +16,12 @@ def __getattr__(name: str):
 
         return build_model
     if name == "load_model":
-        from dnadiff.train.checkpoint import load_model
+        from dnadiff.checkpoint import load_model
 
         return load_model
     raise AttributeError(f"module 'dnadiff' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names plus the lazily imported ones, so ``dir(dnadiff)`` and tab completion show them."""
+    return sorted(set(globals()) | set(__all__))

@@ -1,27 +1,35 @@
-"""``python -m dnadiff.export ckpt=PATH out=DIR``: write safetensors weights + config.json for sharing.
+"""``python -m dnadiff.export ckpt=PATH out=DIR [format=dnadiff|hf]``: safetensors weights + config.json for sharing.
 
-The export loads with ``dnadiff.load_model(DIR)`` and holds no pickled code.
+``format=dnadiff`` (default) writes dnadiff's export, which loads with ``dnadiff.load_model(DIR)``;
+``format=hf`` writes a snapshot in the Caduceus authors' Hugging Face schema
+(``dnadiff.models.hf_caduceus.export_hf``). Neither holds pickled code.
 """
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+from pathlib import Path
 
-from dnadiff.cli import one_line_errors
+from dnadiff.checkpoint import ExportConfig
+from dnadiff.cli import entry_point
 
 PROG = "python -m dnadiff.export"
 
 
-@hydra.main(config_path="configs", config_name="export", version_base="1.3")
-@one_line_errors(PROG)
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    from dnadiff.train.checkpoint import export_model
+def export(cfg: ExportConfig) -> Path:
+    """Export as configured; returns the output folder."""
+    if cfg.format == "hf":
+        from dnadiff.checkpoint import export_hf_checkpoint
 
-    out = export_model(cfg.ckpt, cfg.out, use_ema=bool(cfg.use_ema))
-    print(f"exported {cfg.ckpt} -> {out}/model.safetensors + config.json")
+        out = export_hf_checkpoint(cfg.ckpt, cfg.out, use_ema=cfg.use_ema, code_repo=cfg.code_repo)
+    else:
+        from dnadiff.checkpoint import export_model
 
+        out = export_model(cfg.ckpt, cfg.out, use_ema=cfg.use_ema)
+    print(f"exported {cfg.ckpt} -> {out}/model.safetensors + config.json ({cfg.format} format)")
+    return out
+
+
+main = entry_point("export", export, PROG)
 
 if __name__ == "__main__":
     main()

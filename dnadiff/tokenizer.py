@@ -1,6 +1,6 @@
 """Nucleotide tokenizer: characters <-> token ids, and the complement map on ids.
 
-The vocabulary is the Caduceus character tokenizer's (SPEC section 1), so that ids line up
+The vocabulary is the Caduceus character tokenizer's, so that ids line up
 with Caduceus-style checkpoints: seven special tokens, then A, C, G, T, N. The vocabulary
 order is part of every dnadiff checkpoint; :meth:`Tokenizer.check_vocab` refuses a mismatch.
 """
@@ -21,6 +21,41 @@ VOCAB: tuple[str, ...] = SPECIAL_TOKENS + NUCLEOTIDES
 COMPLEMENT: dict[str, str] = {"A": "T", "C": "G", "G": "C", "T": "A"}
 # IUPAC ambiguity codes (and U, RNA's T-equivalent, which is kept ambiguous rather than guessed).
 IUPAC_AMBIGUOUS = "RYSWKMBDHVU"
+# What a sequence line of a DNA FASTA may hold (NCBI's FASTA rules for nucleotides): the IUPAC
+# codes in either case and '-' (a gap). The tokenizer reads all but ACGTN as N. Anything else
+# (digits, '*', '.', other letters, non-ASCII bytes) means the file is not DNA FASTA (numbered
+# GenBank-style lines, a protein with its '*' stop): the readers refuse it, naming the file and
+# the contig (see :func:`non_nucleotide`).
+SEQUENCE_CODES = "".join(NUCLEOTIDES) + IUPAC_AMBIGUOUS + "-"
+_SEQUENCE_BYTES = (SEQUENCE_CODES + SEQUENCE_CODES.lower()).encode("ascii")
+
+
+_COMPLEMENT_TEXT = str.maketrans("ACGTacgt", "TGCAtgca")
+
+
+def reverse_complement_ids(ids: torch.Tensor | np.ndarray, complement_map: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """complement(flip(ids)) along the last axis, for torch or numpy ids and a complement map of ids."""
+    if isinstance(ids, np.ndarray):
+        comp = complement_map.numpy() if isinstance(complement_map, torch.Tensor) else complement_map
+        return comp[ids[..., ::-1]]
+    return complement_map.to(ids.device)[torch.flip(ids, dims=(-1,))]
+
+
+def reverse_complement_text(seq: str) -> str:
+    """Reverse complement of a DNA string: A<->T, C<->G (case kept); every other letter (N, IUPAC) kept."""
+    return seq[::-1].translate(_COMPLEMENT_TEXT)
+
+
+def non_nucleotide(seq: bytes | str) -> tuple[int, int, str] | None:
+    """Characters of a sequence that are not nucleotide codes (:data:`SEQUENCE_CODES`): ``(count,
+    first position (0-based), first character)``, or None when every character is one."""
+    data = seq.encode("ascii", errors="replace") if isinstance(seq, str) else bytes(seq)
+    leftover = data.translate(None, _SEQUENCE_BYTES)  # one C pass; the usual answer is b""
+    if not leftover:
+        return None
+    first = next(i for i, byte in enumerate(data) if byte not in _SEQUENCE_BYTES)
+    char = seq[first] if isinstance(seq, str) else chr(data[first])
+    return len(leftover), first, char
 
 
 class TokenizerError(ValueError):
@@ -143,9 +178,7 @@ class Tokenizer:
         Padding is reversed too (right padding becomes left padding), so reverse-complement
         unpadded windows, as the data loaders do.
         """
-        if isinstance(ids, np.ndarray):
-            return self.complement_map.numpy()[ids[..., ::-1]]
-        return self.complement(torch.flip(ids, dims=(-1,)))
+        return reverse_complement_ids(ids, self.complement_map)
 
     def state_dict(self) -> dict:
         """What a checkpoint stores to pin the vocabulary."""
@@ -170,7 +203,9 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary and mode as JSON."""
-        Path(path).write_text(json.dumps(self.state_dict(), indent=1))
+        from dnadiff.atomic import atomic_write_text
+
+        atomic_write_text(json.dumps(self.state_dict(), indent=1), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Tokenizer":

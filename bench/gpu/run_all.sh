@@ -62,7 +62,7 @@ if ! $PY -c "from mamba_ssm.ops.selective_scan_interface import selective_scan_f
     printf '__version__ = "2.3.2.post1"\nfrom mamba_ssm.ops.selective_scan_interface import selective_scan_fn, mamba_inner_fn\n' >"$INIT"
   fi
 fi
-log "backends: $($PY -c 'from dnadiff.models.scan import available_backends as a; print(a())' 2>&1 | tail -1)"
+log "backends: $($PY -c 'from dnadiff.models.kernels.scan import available_backends as a; print(a())' 2>&1 | tail -1)"
 log "causal_conv1d: $($PY -c 'import causal_conv1d; print(causal_conv1d.__version__)' 2>&1 | tail -1)"
 
 # 2. Parity tests: scan backends (cuda and torch-on-GPU vs ref), and the fused mamba_inner_fn

@@ -3,8 +3,13 @@
 - :mod:`dnadiff.data.genome`: :class:`Genome`, lazy pyfaidx access to plain/bgzip FASTA.
 - :mod:`dnadiff.data.windows`: intervals with splits (BED, chromosome lists, block rule) and
   the :class:`GenomeWindows` dataset (random shift, RC augmentation, N filter).
-- :mod:`dnadiff.data.datamodule`: :class:`GenomeDataModule`, built from the ``data`` config.
-- :mod:`dnadiff.data.benchmarks`: Genomic Benchmarks tasks and batching of variable lengths.
+- :mod:`dnadiff.data.benchmarks`: Genomic Benchmarks tasks and batching of variable lengths;
+  :mod:`dnadiff.data.labelled`: a task as labelled pretraining sequences.
+- :mod:`dnadiff.data.sources`: :func:`data_source`, the genome or task a ``data`` config
+  (:mod:`dnadiff.data.config`) describes.
+- :mod:`dnadiff.data.stream`: the deterministic training stream and the evaluation noise;
+  :mod:`dnadiff.data.datamodule`: the Lightning DataModule that serves them.
+- :mod:`dnadiff.data.fasta`: FASTA records in and out.
 """
 
 from dnadiff.data.benchmarks import (
@@ -36,16 +41,8 @@ from dnadiff.data.windows import (
 __all__ = [
     "TASKS", "TASK_ALIASES", "BenchmarkDataError", "SequenceCollator", "SequenceDataset",
     "available_splits", "collate_sequences", "list_tasks", "load_task", "resolve_task",
-    "GenomeDataModule", "Genome", "GenomeError", "BedError", "GenomeWindows", "Interval",
+    "Genome", "GenomeError", "BedError", "GenomeWindows", "Interval",
     "WindowError", "collate_windows", "intervals_from_blocks", "intervals_from_chromosomes", "make_intervals",
     "read_bed", "write_bed",
 ]
 
-
-def __getattr__(name: str):
-    """Import the Lightning DataModule lazily: ``import dnadiff.data`` stays free of lightning."""
-    if name == "GenomeDataModule":
-        from dnadiff.data.datamodule import GenomeDataModule
-
-        return GenomeDataModule
-    raise AttributeError(f"module 'dnadiff.data' has no attribute {name!r}")

@@ -1,10 +1,11 @@
 """Genomic Benchmarks classification tasks, read from the genomic-benchmarks on-disk layout.
 
-Layout (what ``genomic_benchmarks.loc2seq.download_dataset`` writes, and what
-``../shared/data/genomic_benchmarks`` holds): ``<root>/<task>/<split>/<class>/<name>.txt``,
+Layout (what ``genomic_benchmarks.loc2seq.download_dataset`` writes): ``<root>/<task>/<split>/<class>/<name>.txt``,
 one sequence per file, split in ``train``/``test``. Labels are indices into the task's class
 names **sorted alphabetically over every split on disk**, so a class has the same label in
-train and test. Files within a class are read in natural order (r2 before r10).
+train and test, on every machine (the package itself numbers the class folders in the order the
+file system lists them, which need not be sorted; see :mod:`dnadiff.finetune`). Files
+within a class are read in natural order (r2 before r10).
 
 ``root=None`` means the genomic-benchmarks package's cache, ``~/.genomic_benchmarks``; a task
 missing there is fetched with the package's downloader when it is installed (needs internet).
@@ -30,8 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dnadiff.resources import shared_data_dir
-from dnadiff.tokenizer import Tokenizer
+from dnadiff.tokenizer import SEQUENCE_CODES, Tokenizer, non_nucleotide
 
 CACHE_PATH = Path.home() / ".genomic_benchmarks"
 BENCHMARK_SPLITS: tuple[str, ...] = ("train", "test")
@@ -102,6 +102,11 @@ def available_splits(name: str, root: str | os.PathLike | None = None) -> list[s
     return [s for s in BENCHMARK_SPLITS if (task_dir / s).is_dir()]
 
 
+def task_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of a task on disk (``<root>/<task>``; the package cache when root is None)."""
+    return _task_dir(resolve_task(name), root, download=False)
+
+
 def _natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
@@ -116,8 +121,7 @@ def _how_to_get(task: str) -> str:
 
 
 def _task_dir(task: str, root: str | os.PathLike | None, download: bool = True) -> Path:
-    """The folder of a task. With root None: the package cache, else the shared real-data folder
-    (``dnadiff.resources.shared_data_dir``) when it holds the task, else a download into the cache."""
+    """The folder of a task. With root None: the package cache, downloading into it when the task is missing."""
     base = CACHE_PATH if root is None else Path(root)
     task_dir = base / task
     if task_dir.is_dir():
@@ -126,16 +130,15 @@ def _task_dir(task: str, root: str | os.PathLike | None, download: bool = True) 
         present = list_tasks(base) if base.is_dir() else []
         where = f"tasks there: {', '.join(present) or 'none'}" if base.is_dir() else "the folder does not exist"
         raise BenchmarkDataError(f"task {task!r} not found under {base} ({where}); {_how_to_get(task)}")
-    shared = shared_data_dir()
-    if shared is not None and (shared / "genomic_benchmarks" / task).is_dir():
-        return shared / "genomic_benchmarks" / task
     if download:
         try:
             from genomic_benchmarks.loc2seq import download_dataset
-        except ImportError:
+        except ImportError as err:
+            partial = err.name and not err.name.startswith("genomic")  # installed without its dependencies
+            lacking = f" with its downloader's dependencies (missing: {err.name})" if partial else ""
             raise BenchmarkDataError(
                 f"task {task!r} is not in the cache {base} and the genomic-benchmarks package is not "
-                f"installed; {_how_to_get(task)}"
+                f"installed{lacking}; {_how_to_get(task)}"
             ) from None
         try:
             download_dataset(task, dest_path=base)
@@ -168,16 +171,27 @@ def _read_split(task_dir: str, split: str, mtime_ns: int) -> tuple[tuple[str, ..
     labels: list[int] = []
     for label, cls in enumerate(classes):
         cdir = tdir / split / cls
-        if not cdir.is_dir():
+        if not cdir.is_dir():  # a class of another split only (fine-tuning checks its pool has every class)
             continue
         files = sorted((e.name for e in os.scandir(cdir) if e.name.endswith(".txt")), key=_natural_key)
+        if not files:
+            raise BenchmarkDataError(f"{cdir}: empty class folder (no <name>.txt sequence files)")
         for fname in files:
             with open(cdir / fname, encoding="ascii", errors="replace") as handle:
                 seq = "".join(handle.read().split())
             if not seq:
                 raise BenchmarkDataError(f"{cdir / fname}: empty sequence file")
+            bad = non_nucleotide(seq)
+            if bad is not None:
+                raise BenchmarkDataError(
+                    f"{cdir / fname}: {bad[0]} character(s) that are not nucleotide codes (first {bad[2]!r} at "
+                    f"position {bad[1] + 1}); a sequence file holds only {SEQUENCE_CODES} (either case)"
+                )
             seqs.append(seq)
             labels.append(label)
+    if len(classes) < 2:
+        raise BenchmarkDataError(f"{tdir / split}: {len(classes)} class folder(s) {list(classes)}; "
+                                 "a classification task needs at least 2 (<split>/<class>/<name>.txt)")
     return tuple(seqs), np.asarray(labels, dtype=np.int64), tuple(classes)
 
 

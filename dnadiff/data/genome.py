@@ -13,8 +13,19 @@ Index policy (documented, and tested):
   :class:`GenomeError` says how to build it (``samtools faidx FILE``).
 - A stale index is an error, never rebuilt silently: a ``.fai`` older than the FASTA by more
   than :data:`MTIME_TOLERANCE_S` (a tolerance for git checkouts and copies, which write files
-  in arbitrary order within a second), or an index whose offsets and lengths disagree with the
-  file (checked at every contig boundary, both formats). Delete the index to rebuild it.
+  in arbitrary order within a second), or an index whose names, offsets and lengths disagree
+  with the file (checked at every contig boundary, both formats: the header line just before
+  each contig's offset must name that contig, so a renamed contig beside an old index is
+  refused). Delete the index to rebuild it.
+- A bgzip file must end with the BGZF end-of-file block (what samtools checks): without it the
+  file is truncated, and that is said up front rather than as a failed read somewhere inside.
+  Any read error later is a :class:`GenomeError` naming the file.
+- Sequence characters: IUPAC nucleotide codes and '-' (:data:`dnadiff.tokenizer.SEQUENCE_CODES`).
+  Every read checks the bases it returns; a digit, '*' or any other character is an error
+  naming the file, the contig, the interval and how many such characters it holds (the file is
+  not DNA FASTA). The whole genome is not scanned on open (hg38 would take a minute), so a bad
+  character is found when a window covering it is read: evaluation windows all up front,
+  training windows when drawn.
 
 One pyfaidx handle per process: the handle is opened lazily and reopened when ``os.getpid()``
 changes, and it is not pickled, so a :class:`Genome` can be sent to DataLoader workers.
@@ -24,16 +35,20 @@ from __future__ import annotations
 
 import bisect
 import os
+import struct
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyfaidx
 
-from dnadiff.tokenizer import Tokenizer
+from dnadiff.tokenizer import SEQUENCE_CODES, Tokenizer, non_nucleotide
 
 MTIME_TOLERANCE_S = 2.0
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+_READ_ERRORS = (OSError, ValueError, EOFError, struct.error, zlib.error)
 _BGZF_SUFFIXES = (".gz", ".bgz")
 _SEQ_BYTES = frozenset(b"ACGTNRYSWKMBDHVUacgtnryswkmbdhvu*-.")
 
@@ -101,9 +116,13 @@ class Genome:
 
     def __init__(self, path: str | os.PathLike, build_index: bool = True) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise GenomeError(f"{self.path} is a folder, not a FASTA file")
         if not self.path.is_file():
             raise GenomeError(f"FASTA file not found: {self.path}")
         self.bgzf = is_bgzf(self.path)
+        if self.bgzf:
+            self._check_bgzf_eof()
         self.fai_path = Path(f"{self.path}.fai")
         self.gzi_path = Path(f"{self.path}.gzi") if self.bgzf else None
         self._ensure_index(build_index)
@@ -114,6 +133,23 @@ class Genome:
         self._check_consistency()
 
     # ----------------------------------------------------------------- index management
+    def _check_bgzf_eof(self) -> None:
+        """A BGZF file (first block with the 'BC' extra field) must end with the BGZF EOF block."""
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(18)
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(size - len(BGZF_EOF), 0))
+                tail = fh.read()
+        except OSError as err:
+            raise GenomeError(f"{self.path}: cannot read ({err.strerror or err})") from None
+        is_bgzf_block = len(head) == 18 and head[:2] == b"\x1f\x8b" and head[3] & 4 and head[12:14] == b"BC"
+        if is_bgzf_block and tail != BGZF_EOF:
+            raise GenomeError(
+                f"{self.path}: truncated bgzip file (it does not end with the BGZF end-of-file block); "
+                "download or compress it again"
+            )
+
     def _index_paths(self) -> list[Path]:
         return [p for p in (self.fai_path, self.gzi_path) if p is not None]
 
@@ -160,8 +196,8 @@ class Genome:
                     f"{self.path}: compressed with plain gzip, not bgzip; random access needs BGZF "
                     "(`zcat F.gz | bgzip > F.bgz`, or `python -m data_prep.download` does it)"
                 ) from None
-            except (pyfaidx.FastaIndexingError, ValueError, OSError) as err:
-                raise GenomeError(f"{self.path}: cannot index this FASTA ({err})") from None
+            except (pyfaidx.FastaIndexingError, *_READ_ERRORS) as err:
+                raise GenomeError(f"{self.path}: cannot index this FASTA ({type(err).__name__}: {err})") from None
             if tmp_gzi is not None:
                 os.replace(tmp_gzi, self.gzi_path)
             os.replace(tmp_fai, self.fai_path)
@@ -173,6 +209,7 @@ class Genome:
     def _check_consistency(self) -> None:
         """Check every contig boundary: the index's offsets and lengths must match the file."""
         records = list(self._records.values())
+        self._check_first_header(records[0])
         for rec, nxt in zip(records, records[1:] + [None]):
             end = rec.end_offset()
             if rec.length:
@@ -189,7 +226,19 @@ class Genome:
             gap = self._read_raw(end, nxt.offset - end)
             header = gap.lstrip(b"\r\n")
             if not header.startswith(b">") or not header[1:].split()[:1] == [nxt.name.encode()]:
-                self._stale(nxt, "no header line just before its offset")
+                found = header.split(b"\n")[0].strip()[:60].decode("ascii", errors="replace")
+                self._stale(nxt, f"the file has {found!r} where its header '>{nxt.name}' should be")
+
+    def _check_first_header(self, rec: FaiRecord) -> None:
+        """The line just before the first contig's offset is its header (the others are checked
+        from the previous contig's end)."""
+        before = self._read_raw(max(rec.offset - 65536, 0), min(rec.offset, 65536))
+        header = before.rstrip(b"\r\n").split(b"\n")[-1].strip() if before.endswith(b"\n") else b""
+        if not header.startswith(b">") or header[1:].split()[:1] != [rec.name.encode()]:
+            found = header[:60].decode("ascii", errors="replace")
+            why = (f"the file's header is {found!r}, not '>{rec.name}'" if header
+                   else "no header line ends just before its offset (the sequence moved)")
+            self._stale(rec, why)
 
     def _stale(self, rec: FaiRecord, why: str) -> None:
         raise GenomeError(
@@ -199,6 +248,17 @@ class Genome:
 
     def _read_raw(self, offset: int, n: int) -> bytes:
         """Read ``n`` uncompressed bytes at an uncompressed offset (plain or bgzip)."""
+        try:
+            return self._read_raw_unchecked(offset, n)
+        except GenomeError:
+            raise
+        except _READ_ERRORS as err:
+            raise GenomeError(
+                f"{self.path}: cannot read {n} bytes at offset {offset} ({type(err).__name__}: {err}); "
+                "the file is truncated or corrupt, or its index belongs to another file"
+            ) from None
+
+    def _read_raw_unchecked(self, offset: int, n: int) -> bytes:
         handle = self._faidx()
         if not self.bgzf:
             handle.file.seek(offset)
@@ -284,8 +344,16 @@ class Genome:
         last = rec.offset + ((end - 1) // rec.line_bases) * rec.line_bytes + (end - 1) % rec.line_bases
         # Read through our own block lookup: pyfaidx's bgzip path fails when a read starts exactly
         # on a BGZF block boundary ("within_block_offset ... got 65536").
-        raw = self._read_raw(first, last - first + 1)
-        return raw.replace(b"\n", b"").replace(b"\r", b"").decode("ascii")
+        raw = self._read_raw(first, last - first + 1).replace(b"\n", b"").replace(b"\r", b"")
+        bad = non_nucleotide(raw)
+        if bad is not None:
+            count, pos, char = bad
+            raise GenomeError(
+                f"{self.path}: contig {contig!r} holds {count} character(s) that are not nucleotide codes in "
+                f"{contig}:{start + 1}-{end} (first {char!r} at {contig}:{start + pos + 1}); a DNA FASTA holds "
+                f"only {SEQUENCE_CODES} (either case)"
+            )
+        return raw.decode("ascii")
 
     def fetch_ids(self, contig: str, start: int, end: int, tokenizer: Tokenizer) -> np.ndarray:
         """Token ids (int64 numpy) of ``contig[start:end]``, via the tokenizer's lookup table."""

@@ -8,33 +8,15 @@ null label (index ``n_classes``) with probability ``label_dropout``; evaluation 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dnadiff.data.config import DataConfig
 from dnadiff.data.benchmarks import BENCHMARK_SPLITS, available_splits, crop, load_task, resolve_task
 from dnadiff.tokenizer import Tokenizer
-
-DEFAULTS: dict[str, Any] = {
-    "source": "benchmark",
-    "task": "enhancers",
-    "root": None,
-    "seq_len": 512,
-    "batch_size": 16,
-    "eval_batch_size": None,
-    "num_workers": 0,
-    "label_dropout": 0.1,
-    "rc_aug": True,
-    "holdout_fraction": 0.1,
-    "seed": 0,
-    "max_eval_windows": 512,
-    "pin_memory": False,
-}
-
 
 class LabelledSequences(Dataset):
     """Fixed-length token ids and class labels; ``sample(i, rng)`` adds RC augmentation and label dropout."""
@@ -73,7 +55,7 @@ class LabelledSequences(Dataset):
         return {"input_ids": torch.from_numpy(ids), "cond": torch.tensor(label)}
 
 
-class BenchmarkDataModule:
+class BenchmarkSource:
     """Train/valid/test labelled sequences of one task, with the interface the pretraining code uses.
 
     With both splits on disk: train -> train/valid (``holdout_fraction`` held out), test -> test.
@@ -81,57 +63,46 @@ class BenchmarkDataModule:
     ``holdout_fraction`` as test and as much again as valid.
     """
 
-    def __init__(self, task: str, root: str | os.PathLike | None, seq_len: int, batch_size: int,
-                 eval_batch_size: int | None, num_workers: int, label_dropout: float, rc_aug: bool,
-                 holdout_fraction: float, seed: int, max_eval_windows: int | None, pin_memory: bool) -> None:
-        self.task = resolve_task(task)
-        self.root = root
-        self.seq_len = int(seq_len)
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size) if eval_batch_size else self.batch_size
-        self.num_workers = int(num_workers)
-        self.pin_memory = bool(pin_memory)
+    def __init__(self, cfg: DataConfig) -> None:
+        self.cfg = cfg
+        self.task = resolve_task(cfg.task)
+        self.root = cfg.root
+        self.seq_len = int(cfg.seq_len or 0)
+        if self.seq_len < 1:
+            raise ValueError("data.seq_len must be set for source=benchmark")
+        self.batch_size = cfg.batch_size
+        self.eval_batch_size = cfg.eval_batch
+        self.num_workers = cfg.num_workers
+        self.pin_memory = cfg.pin_memory
         self.fasta = None
         self.bed = None
-        splits = available_splits(self.task, root)
-        if not 0.0 < holdout_fraction < 0.5:
-            raise ValueError(f"holdout_fraction must be in (0, 0.5), got {holdout_fraction}")
+        splits = available_splits(self.task, self.root)
         both = "train" in splits and "test" in splits
         pool_split = "train" if both else [s for s in BENCHMARK_SPLITS if s in splits][0]
-        seqs, labels, self.classes = load_task(self.task, root, pool_split)
-        perm = np.random.default_rng(seed).permutation(len(seqs))
-        n_hold = max(1, int(holdout_fraction * len(seqs)))
+        seqs, labels, self.classes = load_task(self.task, self.root, pool_split)
+        perm = np.random.default_rng(cfg.seed).permutation(len(seqs))
+        n_hold = max(1, int(cfg.holdout_fraction * len(seqs)))
         holdouts = ["valid"] if both else ["test", "valid"]
         parts: dict[str, tuple[list[str], np.ndarray]] = {
             name: _take(seqs, labels, perm[k * n_hold:(k + 1) * n_hold]) for k, name in enumerate(holdouts)
         }
         parts["train"] = _take(seqs, labels, perm[len(holdouts) * n_hold:])
         if both:
-            test_seqs, test_labels, _ = load_task(self.task, root, "test")
+            test_seqs, test_labels, _ = load_task(self.task, self.root, "test")
             parts["test"] = (test_seqs, test_labels)
             self.split_used = "train (valid held out), test"
         else:
-            self.split_used = f"{pool_split} only (seeded {holdout_fraction:.0%} valid / {holdout_fraction:.0%} test holdouts)"
-        cap = max_eval_windows
+            self.split_used = (f"{pool_split} only (seeded {cfg.holdout_fraction:.0%} valid / "
+                               f"{cfg.holdout_fraction:.0%} test holdouts)")
+        cap = cfg.max_eval_windows
         self._datasets = {
             name: LabelledSequences(
                 s if name == "train" or cap is None else s[:cap], y if name == "train" or cap is None else y[:cap],
                 len(self.classes), self.seq_len,
-                label_dropout=label_dropout if name == "train" else 0.0, rc_aug=rc_aug and name == "train",
+                label_dropout=cfg.label_dropout if name == "train" else 0.0, rc_aug=cfg.rc_aug and name == "train",
             )
             for name, (s, y) in parts.items()
         }
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "BenchmarkDataModule":
-        """Build from a ``data`` config with ``source: benchmark``; unknown keys are an error."""
-        plain = dict(cfg)
-        unknown = sorted(set(plain) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown data config keys {unknown} for source=benchmark; known keys: {sorted(DEFAULTS)}")
-        plain = {**DEFAULTS, **plain}
-        plain.pop("source")
-        return cls(**plain)
 
     def dataset(self, split: str) -> LabelledSequences:
         """The sequences of one split ('train', 'valid' or 'test')."""
@@ -142,16 +113,3 @@ class BenchmarkDataModule:
 
 def _take(seqs: Sequence[str], labels: np.ndarray, idx: np.ndarray) -> tuple[list[str], np.ndarray]:
     return [seqs[i] for i in idx], labels[idx]
-
-
-def data_source(cfg: Mapping[str, Any]):
-    """The data module a ``data`` config describes: genome windows (default) or labelled sequences."""
-    from dnadiff.data.datamodule import GenomeDataModule
-
-    plain = dict(cfg)
-    source = plain.pop("source", "genome")
-    if source == "genome":
-        return GenomeDataModule.from_config(plain)
-    if source == "benchmark":
-        return BenchmarkDataModule.from_config(cfg)
-    raise ValueError(f"unknown data.source {source!r}; expected 'genome' or 'benchmark'")

@@ -34,7 +34,7 @@ Windows (:class:`GenomeWindows`):
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from dnadiff.atomic import atomic_write_text
 from dnadiff.data.genome import Genome, GenomeError
 from dnadiff.tokenizer import Tokenizer
 
@@ -127,17 +128,8 @@ def read_bed(path: str | os.PathLike, genome: Genome | None = None) -> list[Inte
 
 
 def write_bed(intervals: Sequence[Interval], path: str | os.PathLike) -> None:
-    """Write intervals as a 4-column BED, atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "w", encoding="ascii") as out:
-            for iv in intervals:
-                out.write(f"{iv.contig}\t{iv.start}\t{iv.end}\t{iv.split}\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write intervals as a 4-column BED, atomically (:mod:`dnadiff.atomic`)."""
+    atomic_write_text("".join(f"{iv.contig}\t{iv.start}\t{iv.end}\t{iv.split}\n" for iv in intervals), path)
 
 
 def block_split(index: int, period: int = 10, valid_block: int = 8, test_block: int = 9) -> str:
@@ -219,6 +211,13 @@ def collate_windows(batch: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, to
     return {key: torch.from_numpy(np.stack([item[key].numpy() for item in batch])) for key in batch[0]}
 
 
+def _contig_list(names: Iterable[str], shown: int = 5) -> str:
+    """Distinct contig names in order of appearance, at most ``shown`` of them, for messages."""
+    distinct = list(dict.fromkeys(names))
+    more = f", ... ({len(distinct)} in all)" if len(distinct) > shown else ""
+    return ", ".join(distinct[:shown]) + more
+
+
 def n_fraction(ids: np.ndarray, n_id: int) -> float:
     """Fraction of N tokens in a window of ids."""
     return float(np.count_nonzero(ids == n_id)) / max(len(ids), 1)
@@ -265,7 +264,6 @@ class GenomeWindows(Dataset):
         self.seed = int(seed)
         self.max_draws = int(max_draws)
         self.return_coords = bool(return_coords)
-        self._complement = self.tokenizer.complement_map.numpy()  # reverse complement = complement(flip(ids))
         for iv in intervals:
             genome.check_interval(iv.contig, iv.start, iv.end)
         kept = [iv for iv in intervals if len(iv) >= self.seq_len]
@@ -279,9 +277,12 @@ class GenomeWindows(Dataset):
         self._cum_slots = np.cumsum(slots)
         self.n_slots = int(self._cum_slots[-1]) if len(kept) else 0
         if self.n_slots == 0:
+            longest = max(intervals, key=len, default=None)
+            where = (f"; the longest is {longest.contig}:{longest.start}-{longest.end} ({len(longest)} bp)"
+                     if longest is not None else "")
             raise WindowError(
-                f"no window of {self.seq_len} bp fits in the {len(intervals)} intervals given "
-                f"({self.n_dropped_short} shorter than seq_len were dropped)"
+                f"no window of {self.seq_len} bp fits in the {len(intervals)} interval(s) on contig(s) "
+                f"{_contig_list(iv.contig for iv in intervals)}{where}; lower data.seq_len or give longer intervals"
             )
         self._rng_key: tuple | None = None
         self._gen: np.random.Generator | None = None
@@ -314,9 +315,10 @@ class GenomeWindows(Dataset):
                 keep_start.append(start)
         self.n_dropped_n = len(slots) - len(keep_iv)
         if not keep_iv:
+            contigs = _contig_list(self.contig_names[self._iv_contig[self._slot(k)[0]]] for k in slots.tolist())
             raise WindowError(
-                f"all {len(slots)} evaluation windows have more than {self.max_n_frac:.0%} N; "
-                "raise max_n_frac or choose other intervals"
+                f"all {len(slots)} evaluation windows (on contig(s) {contigs}) have more than "
+                f"{self.max_n_frac:.0%} N; raise data.max_n_frac or choose other intervals"
             )
         self._eval_iv = np.array(keep_iv, dtype=np.int64)
         self._eval_start = np.array(keep_start, dtype=np.int64)
@@ -384,7 +386,7 @@ class GenomeWindows(Dataset):
                     "raise max_n_frac or remove N-rich intervals"
                 )
             if self.rc_aug and rng.random() < 0.5:
-                ids = self._complement[ids[::-1]]
+                ids = self.tokenizer.reverse_complement(ids)
                 rc = True
         else:
             i, start = int(self._eval_iv[k]), int(self._eval_start[k])

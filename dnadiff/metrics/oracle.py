@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from dnadiff.device import model_device
 from dnadiff.sampling.ar import ar_log_likelihood
 from dnadiff.tokenizer import Tokenizer
 
@@ -31,7 +32,7 @@ def generative_perplexity(model: nn.Module, seqs: Sequence[str], batch_size: int
     """exp(mean NLL per token) of ``seqs`` under a causal model (sequences batched by equal length)."""
     if not seqs:
         raise ValueError("generative perplexity needs at least one sequence")
-    device = next(model.parameters()).device
+    device = model_device(model)
     by_len: dict[int, list[str]] = {}
     for s in seqs:
         by_len.setdefault(len(s), []).append(s)
@@ -48,7 +49,7 @@ def classifier_outputs(
     classifier: nn.Module, seqs: Sequence[str], batch_size: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities (N, C), embeddings (N, D)) of ``seqs`` (batched by equal length)."""
-    device = next(classifier.parameters()).device
+    device = model_device(classifier)
     last_linear = None
     if not hasattr(classifier, "features"):
         linears = [m for m in classifier.modules() if isinstance(m, nn.Linear)]

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from scipy import linalg, stats
 
+from dnadiff.tokenizer import reverse_complement_text
+
 _CODE = np.full(256, -1, dtype=np.int64)
 for _i, _c in enumerate("ACGT"):
     _CODE[ord(_c)] = _i
@@ -136,11 +138,6 @@ def _letter_tracks(seq: str, n: int) -> np.ndarray:
     return tracks
 
 
-def reverse_complement(seq: str) -> str:
-    """Reverse complement of a DNA string (A<->T, C<->G, case kept; other letters kept)."""
-    return seq[::-1].translate(str.maketrans("ACGTacgt", "TGCAtgca"))
-
-
 def nn_identity(samples: Sequence[str], reference: Sequence[str], both_strands: bool = True) -> np.ndarray:
     """Per sample, the highest fraction of identical positions to any reference window of its length.
 
@@ -172,7 +169,7 @@ def nn_identity(samples: Sequence[str], reference: Sequence[str], both_strands: 
         valid = (starts >= 0) & (np.arange(n_fft) + length <= seq_end)
         if not valid.any():
             continue
-        for query in (sample, reverse_complement(sample)) if both_strands else (sample,):
+        for query in (sample, reverse_complement_text(sample)) if both_strands else (sample,):
             spec = np.fft.rfft(_letter_tracks(query, n_fft), axis=-1)
             matches = np.fft.irfft((np.conj(spec) * ref_spec).sum(0), n=n_fft)
             score = float(np.round(matches[valid]).max()) / length

@@ -1,5 +1,5 @@
 """Caduceus pieces: BiMamba, the RCPS (reverse-complement parameter sharing) wrapper, and the
-reverse-complement helpers (SPEC section 7).
+reverse-complement helpers.
 
 Weight sharing in BiMamba (the Caduceus choice, ``bidirectional_weight_tie=True``): the forward
 and reverse directions share ``in_proj`` and ``out_proj`` (one parameter tensor each, so they
@@ -14,6 +14,11 @@ RC on hidden states of width 2D: RC(h) = h flipped along the sequence AND the ch
 
 so block(RC(h)) = RC(block(h)) for any f (the halves are stacked along the batch so that f
 runs once). The two halves never mix until the LM head.
+
+``swap_halves=True`` first swaps the halves, h -> [h[..., D:], h[..., :D]]: the wiring of the
+Caduceus authors' ``fused_add_norm`` code path (config key ``rcps_swap_halves``, see
+``dnadiff.models.hf_caduceus``). The swap commutes with RC (RC([a, b]) = [flipSC(b), flipSC(a)]),
+so the block stays exactly RC-equivariant.
 """
 
 from __future__ import annotations
@@ -38,17 +43,23 @@ def rc_hidden(h: torch.Tensor) -> torch.Tensor:
     return flip_seq_channels(h)
 
 
-def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Pool Caduceus-PS hidden states (batch, length, 2D) to (batch, D), invariant to RC of the input.
+def fold_rc_channels(h: torch.Tensor) -> torch.Tensor:
+    """Fold 2D RC-equivariant channels into D: ``h[..., :D] + flip_channels(h[..., D:])``.
 
-    hidden(rc(x)) = flipSC(hidden(x)), so per position h[..., :D] + flip_channels(h[..., D:])
-    only flips along the sequence under RC, and its (masked) mean over positions is
-    unchanged. ``mask`` (batch, length) marks positions to keep; reverse it with the input.
+    For Caduceus-PS, hidden(rc(x)) = flipSC(hidden(x)), so the folded states only flip along the
+    sequence under RC; anything pooled over positions from them is exactly RC-invariant.
     """
-    if hidden.shape[-1] % 2:
-        raise ValueError(f"RCPS hidden states need an even channel count, got {hidden.shape[-1]}")
-    d = hidden.shape[-1] // 2
-    summed = hidden[..., :d] + hidden[..., d:].flip(-1)
+    if h.shape[-1] % 2:
+        raise ValueError(f"RCPS hidden states need an even channel count, got {h.shape[-1]}")
+    d = h.shape[-1] // 2
+    return h[..., :d] + h[..., d:].flip(-1)
+
+
+def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Pool Caduceus-PS hidden states (batch, length, 2D) to (batch, D), invariant to RC of the input:
+    the (masked) mean over positions of :func:`fold_rc_channels`. ``mask`` (batch, length) marks
+    positions to keep; reverse it with the input."""
+    summed = fold_rc_channels(hidden)
     if mask is None:
         return summed.mean(dim=1)
     m = mask.to(summed.dtype).unsqueeze(-1)
@@ -58,12 +69,13 @@ def rc_invariant_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) ->
 class RCPSWrapper(nn.Module):
     """Make a width-D sequence module RC-equivariant on width-2D hidden states (see module doc)."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, swap_halves: bool = False) -> None:
         super().__init__()
         self.module = module
+        self.swap_halves = bool(swap_halves)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.unstack(self.module(self.stack(h)), h.shape[0])
+        return self.unstack(self.run_stacked(self.stack(h)), h.shape[0])
 
     @staticmethod
     def stack(h: torch.Tensor) -> torch.Tensor:
@@ -77,6 +89,17 @@ class RCPSWrapper(nn.Module):
     def unstack(s: torch.Tensor, batch: int) -> torch.Tensor:
         """The inverse of :meth:`stack`: (2 * batch, length, D) -> (batch, length, 2D)."""
         return torch.cat([s[:batch], flip_seq_channels(s[batch:])], dim=-1)
+
+    def run_stacked(self, s: torch.Tensor) -> torch.Tensor:
+        """The block on the stacked layout of :meth:`stack` (what ``DNALM`` keeps between blocks).
+
+        With ``swap_halves`` the halves [a, b] become [b, a]; stacked, [a; flipSC(b)] becomes
+        [b; flipSC(a)] = [flipSC(s[B:]); flipSC(s[:B])].
+        """
+        if self.swap_halves:
+            batch = s.shape[0] // 2
+            s = torch.cat([flip_seq_channels(s[batch:]), flip_seq_channels(s[:batch])], dim=0)
+        return self.module(s)
 
 
 class BiMamba(nn.Module):

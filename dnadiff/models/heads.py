@@ -1,4 +1,4 @@
-"""Sequence-classification heads on any dnadiff backbone (SPEC section 9).
+"""Sequence-classification heads on any dnadiff backbone.
 
 A :class:`SequenceClassifier` wraps a language model that exposes
 ``hidden_states(input_ids) -> (B, L, d_hidden)`` and turns it into a classifier:
@@ -11,7 +11,7 @@ A :class:`SequenceClassifier` wraps a language model that exposes
 2. **RC-invariant pooling** for Caduceus-PS (``model.rc_equivariant``): its 2*D hidden channels
    satisfy h(rc x) = flip_seq(flip_channels(h(x))), so a position-pooled vector m obeys
    m(rc x) = flip_channels(m(x)) and ``m[:D] + flip(m[D:])`` is exactly invariant to the
-   reverse complement (:func:`rc_invariant_features`).
+   reverse complement (:func:`dnadiff.models.caduceus.fold_rc_channels`).
 3. **Head**: dropout then a linear layer, or a small MLP (linear -> GELU -> dropout -> linear).
 4. **Post-hoc conjoining** for Caduceus-PH: the logits are the average of the logits for x and
    for rc(x) (:func:`reverse_complement_padded` keeps right padding in place).
@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from dnadiff.models.caduceus import fold_rc_channels
 from dnadiff.tokenizer import Tokenizer
 
 POOLING_MODES: tuple[str, ...] = ("auto", "mean", "last", "max")
@@ -58,15 +59,6 @@ def pool_hidden(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Te
     if mode == "max":
         return hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
     raise ValueError(f"unknown pooling {mode!r}; valid: mean, last, max")
-
-
-def rc_invariant_features(pooled: torch.Tensor) -> torch.Tensor:
-    """Fold 2*D RC-equivariant channels into D RC-invariant ones: ``m[:D] + flip(m[D:])``."""
-    d2 = pooled.shape[-1]
-    if d2 % 2:
-        raise ValueError(f"RC-invariant pooling needs an even number of channels, got {d2}")
-    half = d2 // 2
-    return pooled[..., :half] + pooled[..., half:].flip(-1)
 
 
 def reverse_complement_padded(ids: torch.Tensor, lengths: torch.Tensor, complement_map: torch.Tensor) -> torch.Tensor:
@@ -113,6 +105,7 @@ class SequenceClassifier(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.backbone = backbone
+        self.num_classes = int(num_classes)
         self.causal = bool(getattr(backbone, "causal", False))
         self.pooling = resolve_pooling(pooling, self.causal)
         self.rc_invariant = bool(getattr(backbone, "rc_equivariant", False)) if rc_invariant is None else bool(rc_invariant)
@@ -132,6 +125,10 @@ class SequenceClassifier(nn.Module):
         if self.freeze_backbone:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
+        self.settings = {"num_classes": self.num_classes, "pooling": self.pooling, "head": head,
+                         "mlp_hidden": int(mlp_hidden), "dropout": float(dropout), "rc_invariant": self.rc_invariant,
+                         "conjoin": self.conjoin, "freeze_backbone": self.freeze_backbone}
+        self.classes: list[str] = []
 
     def train(self, mode: bool = True) -> "SequenceClassifier":
         """Keep a frozen backbone in eval mode (no dropout/statistics updates) while the head trains."""
@@ -146,7 +143,7 @@ class SequenceClassifier(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_backbone):
             hidden = self.backbone.hidden_states(input_ids)
         pooled = pool_hidden(hidden, mask, self.pooling)
-        return rc_invariant_features(pooled) if self.rc_invariant else pooled
+        return fold_rc_channels(pooled) if self.rc_invariant else pooled
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Class logits (B, num_classes); with ``conjoin`` the mean of the logits for x and rc(x)."""

@@ -7,7 +7,8 @@ One class serves every arch (``model_config.ARCHS``):
 - ``bimamba`` / ``caduceus_ph``: bidirectional; ``conjoined_logits`` (or ``conjoin: true`` in
   the config) averages the logits of x and of rc(x) mapped back (Caduceus' post-hoc conjoining).
 - ``caduceus_ps``: hidden width 2 * d_model, embedding [E(x), flipSC(E(rc(x)))], RCPS-wrapped
-  blocks and norm, and the head
+  blocks (reading their halves swapped when ``rcps_swap_halves``, the wiring of the Caduceus
+  authors' fused_add_norm checkpoints) and norm, and the head
 
       logits = h[..., :D] W^T + flip_channels(h[..., D:]) W[comp]^T
 
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from dnadiff.models.caduceus import BiMamba, RCPSWrapper
 from dnadiff.models.mamba import Block, Mamba, RMSNorm, ssm_kwargs
 from dnadiff.models.model_config import validate_config
-from dnadiff.tokenizer import Tokenizer
+from dnadiff.tokenizer import Tokenizer, reverse_complement_ids
 
 InferenceState = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -90,7 +91,7 @@ class DNALM(nn.Module):
             else:
                 mixer = BiMamba(d, bias=cfg["bias"], weight_tie=cfg["weight_tie"], **ssm)
             block: nn.Module = Block(d, mixer, norm_eps=cfg["norm_eps"])
-            blocks.append(RCPSWrapper(block) if self.rc_equivariant else block)
+            blocks.append(RCPSWrapper(block, cfg["rcps_swap_halves"]) if self.rc_equivariant else block)
         self.blocks = nn.ModuleList(blocks)
         norm_f: nn.Module = RMSNorm(d, eps=cfg["norm_eps"])
         self.norm_f = RCPSWrapper(norm_f) if self.rc_equivariant else norm_f
@@ -164,7 +165,7 @@ class DNALM(nn.Module):
 
     def reverse_complement(self, input_ids: torch.Tensor) -> torch.Tensor:
         """rc(x) = complement(flip(x)) on (batch, length) ids."""
-        return self.complement_map[input_ids.flip(-1)]
+        return reverse_complement_ids(input_ids, self.complement_map)
 
     def _time_vector(self, t: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """(batch, 1, d) time embedding for time-conditioned models, else None."""
@@ -215,8 +216,8 @@ class DNALM(nn.Module):
         self._check_ids(input_ids, 2)
         h = self._embed(input_ids, cond, t)
         for block in self.blocks:
-            h = block.module(h) if self.rc_equivariant else block(h)
-        return self.norm_f.module(h) if self.rc_equivariant else self.norm_f(h)
+            h = block.run_stacked(h) if self.rc_equivariant else block(h)
+        return self.norm_f.run_stacked(h) if self.rc_equivariant else self.norm_f(h)
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from hidden states; for Caduceus-PS from the stacked layout of ``_hidden``:

@@ -1,4 +1,4 @@
-"""Mamba (selective SSM) mixer, its pre-norm residual block and RMSNorm (SPEC section 7).
+"""Mamba (selective SSM) mixer, its pre-norm residual block and RMSNorm.
 
 The mixer follows mamba-ssm's ``mamba_simple.Mamba``:
 
@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnadiff.models.scan import causal_conv1d, cpu_fused_applies, fused_mixer, selective_scan
+from dnadiff.models.kernels.scan import causal_conv1d, cpu_fused_applies, fused_mixer, selective_scan
 
 
 def project_channels_first(proj: nn.Linear, h: torch.Tensor) -> torch.Tensor:

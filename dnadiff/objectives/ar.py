@@ -1,4 +1,4 @@
-"""AR baseline: next-token cross-entropy of a causal (unidirectional) model; an exact NLL (SPEC section 5).
+"""AR baseline: next-token cross-entropy of a causal (unidirectional) model; an exact NLL.
 
 Convention (shared with ``dnadiff.sampling.ar``): the model reads [BOS] x_1 ... x_{L-1} and its
 output at position i is p_theta(x_i | x_<i). Per sequence,
@@ -50,10 +50,7 @@ class AutoRegressive:
         """NLL of x (batch, length) under the causal model; pad targets are neither scored nor counted."""
         nll = self.token_nll(model, x, cond)
         scored = x != self.pad_id
-        per_seq = torch.where(scored, nll, torch.zeros_like(nll)).sum(-1)
-        n_tokens = scored.sum()
-        nll_sum = per_seq.sum()
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+        return LossOutput.from_rows(torch.where(scored, nll, torch.zeros_like(nll)).sum(-1), scored.sum(-1))
 
     def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """Training loss on a stream batch (its diffusion noise is not used)."""

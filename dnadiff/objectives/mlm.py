@@ -1,4 +1,4 @@
-"""MLM baseline: BERT-style masked language modelling on the same backbones (SPEC section 5).
+"""MLM baseline: BERT-style masked language modelling on the same backbones.
 
 Not a likelihood model (``likelihood = False``, ``is_bound = False``): its figure is the
 cross-entropy on the selected positions, not an NLL of the sequence, and must not be read as a
@@ -72,10 +72,7 @@ class MaskedLM:
         z, selected = self.corrupt(x, uniforms)
         logits = call_model(model, z, cond, None).float()
         ce = nn.functional.cross_entropy(logits.transpose(1, 2), x, reduction="none")
-        per_seq = torch.where(selected, ce, torch.zeros_like(ce)).sum(-1)
-        n_tokens = selected.sum()
-        nll_sum = per_seq.sum()
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+        return LossOutput.from_rows(torch.where(selected, ce, torch.zeros_like(ce)).sum(-1), selected.sum(-1))
 
     def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """Training loss on a stream batch; the selection comes from its ``uniforms`` (``t`` is unused)."""
@@ -89,7 +86,5 @@ class MaskedLM:
         """
         x, u_all = batch["input_ids"], batch["uniforms"]
         outs = [self.loss(model, x, u_all[:, k], batch.get("cond")) for k in range(u_all.shape[1])]
-        nll_sum = torch.stack([o.nll_sum for o in outs]).sum()
-        n_tokens = torch.stack([o.n_tokens for o in outs]).sum()
         per_seq = torch.stack([o.per_sequence for o in outs]).sum(0)
-        return LossOutput(nll_sum / n_tokens.clamp(min=1), nll_sum, n_tokens, per_seq)
+        return LossOutput.from_rows(per_seq, torch.stack([o.tokens_per_sequence for o in outs]).sum(0))

@@ -1,4 +1,4 @@
-"""Noise schedules of the absorbing-state forward process (SPEC section 2).
+"""Noise schedules of the absorbing-state forward process.
 
 A schedule gives alpha_t, the probability that a token is still clean at time t in [0, 1]
 (0 = clean, 1 = fully masked), and its derivative alpha'_t. The continuous-time NELBO weights

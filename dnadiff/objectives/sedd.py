@@ -1,4 +1,4 @@
-"""SEDD baseline: absorbing-state score entropy (Lou et al. 2024) with MDLM's schedules (SPEC section 5).
+"""SEDD baseline: absorbing-state score entropy (Lou et al. 2024) with MDLM's schedules.
 
 Forward process as MDLM: q(z_t^l | x^l) = alpha_t x^l + (1 - alpha_t) m, alpha_t = exp(-sigma(t)),
 so the forward rate from any token y to the mask is sigma'(t) = -alpha'_t / alpha_t.
@@ -19,8 +19,10 @@ the true ratio is r_y = [y = x^l] * alpha_t / (1 - alpha_t) =: c [y = x^l]; with
 
 with s^_y = exp(o_y - log(K - 1)) = s_y / c and w(t) = sigma'(t) c = -alpha'_t / (1 - alpha_t), the
 MDLM weight (1/t for the log-linear schedule). This is the continuous-time NELBO of SEDD's reverse
-process (up to the prior term KL(q(z_1|x) || delta_m) = O(eps), dropped as in MDLM), in
-nats/token, so it is directly comparable with MDLM's (``is_bound = True``).
+process, in nats/token, so it is directly comparable with MDLM's (``is_bound = True``). The
+training loss leaves out the two end terms; evaluation (``eval_batch``, shared with MDLM) adds the
+prior term alpha_1 * (this per-position term at the all-mask input) and the reconstruction term
+at t_min, both with SEDD's score entropy (see :mod:`dnadiff.objectives.mdlm`).
 
 Relation to MDLM: with Z = sum_y s^_y, Z - log s^_x - 1 >= log Z - log s^_x = -log(s^_x / Z)
 (since Z - 1 >= log Z), i.e. SEDD's bound >= MDLM's bound for x_theta = softmax(o), with equality

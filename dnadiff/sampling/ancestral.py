@@ -1,4 +1,4 @@
-"""Ancestral (DDPM-style) sampling of an MDLM, plain and cached (SPEC section 6).
+"""Ancestral (DDPM-style) sampling of an MDLM, plain and cached.
 
 T steps on the grid t_i = i / T, s_i = (i - 1) / T, i = T..1, from z_1 = all-mask (or a
 template whose fixed positions are carried over). Each step draws z_s ~ p_theta(z_s | z_t) =

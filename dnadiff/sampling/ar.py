@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from dnadiff.device import model_device
+from dnadiff.objectives.ar import AutoRegressive
 from dnadiff.sampling.common import (
     SampleOutput,
     check_sampling_args,
@@ -53,7 +55,7 @@ def ar_sample(
         raise ValueError("AR sampling needs a causal model (model.causal is False)")
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
         raise ValueError(f"length must be a positive int, got {length!r}")
-    device = next(model.parameters()).device
+    device = model_device(model)
     bos = Tokenizer().bos_id if bos_id is None else int(bos_id)
     seq = torch.full((num_samples, 1), bos, dtype=torch.long, device=device)
     state = model.allocate_inference_state(num_samples) if recurrent else None
@@ -73,9 +75,6 @@ def ar_sample(
 @torch.no_grad()
 def ar_log_likelihood(model: nn.Module, ids: torch.Tensor, bos_id: int | None = None) -> torch.Tensor:
     """Per-sequence sum of log p(x_i | [BOS] x_<i) under a causal model (nats), ids (B, L)."""
-    if not getattr(model, "causal", False):
-        raise ValueError("AR likelihood needs a causal model (model.causal is False)")
-    bos = Tokenizer().bos_id if bos_id is None else int(bos_id)
-    inp = torch.cat([torch.full_like(ids[:, :1], bos), ids[:, :-1]], dim=1)
-    log_p = torch.log_softmax(model(inp).float(), dim=-1)
-    return log_p.gather(-1, ids.unsqueeze(-1)).squeeze(-1).sum(-1)
+    tok = Tokenizer()
+    objective = AutoRegressive(tok.bos_id if bos_id is None else int(bos_id), tok.pad_id)
+    return -objective.token_nll(model, ids).sum(-1)

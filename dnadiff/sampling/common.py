@@ -1,5 +1,5 @@
 """Pieces shared by every sampler: the result type, logit filtering (temperature, nucleus top-p),
-seeded categorical draws by inverse CDF, and device/generator helpers.
+seeded categorical draws by inverse CDF, and seeded generators.
 
 Categorical draws use one uniform per position (``sample_categorical``), drawn whether or not
 the network ran at that step, so that samplers that skip network calls (the cached ancestral
@@ -76,16 +76,6 @@ def draw_uniforms(shape: tuple[int, ...], generator: torch.Generator | None, dev
     return 1.0 - torch.rand(shape, generator=generator, device=device)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; any other value is passed to torch.device."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"invalid device {device!r}: {err}") from None
-
-
 def make_generator(seed: int | None, device: torch.device | str) -> torch.Generator:
     """A torch.Generator on ``device``, seeded with ``seed`` (a fresh nondeterministic seed if None)."""
     gen = torch.Generator(device=device)
@@ -94,10 +84,3 @@ def make_generator(seed: int | None, device: torch.device | str) -> torch.Genera
     else:
         gen.manual_seed(int(seed))
     return gen
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of a module's first parameter (cpu for a parameterless module)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")

@@ -1,4 +1,4 @@
-"""The MDLM denoiser seen by the samplers: z_t -> log x_theta(z_t, t) under SUBS (SPEC section 3).
+"""The MDLM denoiser seen by the samplers: z_t -> log x_theta(z_t, t) under SUBS.
 
 ``Denoiser(model)`` runs the network and applies the SUBS parameterisation (mask logit -inf,
 carry-over one-hot where z_t is unmasked); ``allowed_ids`` further restricts x_theta to the

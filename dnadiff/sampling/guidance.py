@@ -1,4 +1,4 @@
-"""Guidance of MDLM sampling toward a class c (SPEC section 6). Both wrappers have the
+"""Guidance of MDLM sampling toward a class c. Both wrappers have the
 :class:`~dnadiff.sampling.denoiser.Denoiser` call ``(z, t, rows) -> log x_theta`` and so plug
 into every sampler; guidance acts only on masked positions (carry-over keeps the rest).
 
@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dnadiff.sampling.denoiser import Denoiser
-from dnadiff.tokenizer import Tokenizer
+from dnadiff.tokenizer import Tokenizer, reverse_complement_ids
 
 
 def _finite(x: torch.Tensor) -> torch.Tensor:
@@ -129,7 +129,7 @@ def onehot_gradient(
     its storage, so an RC-palindromic z is not mistaken for rc(z).
     """
     comp = (tokenizer or Tokenizer()).complement_map.to(z.device)
-    rc_z = comp[z.flip(-1)]
+    rc_z = reverse_complement_ids(z, comp)
     with torch.enable_grad(), _OneHotEmbeddings(classifier, z.shape) as hooked:
         logits = classifier(z)
         if not hooked.calls:

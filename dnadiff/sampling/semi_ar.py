@@ -1,4 +1,4 @@
-"""Semi-autoregressive MDLM generation beyond the training length (SPEC section 6).
+"""Semi-autoregressive MDLM generation beyond the training length.
 
 The first block (``block_length`` positions) is sampled from all-mask. Each further block is a
 window of ``block_length`` positions whose first ``prefix_length`` are the last

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from dnadiff.train.config import OptimConfig
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -47,14 +49,40 @@ class WarmupCosine:
         return warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any], total_steps: int):
+def build_optimizer(model: nn.Module, cfg: OptimConfig, total_steps: int):
     """AdamW and its step-wise scheduler from the ``optim`` config."""
     optimizer = torch.optim.AdamW(
-        param_groups(model, cfg["weight_decay"]),
-        lr=cfg["lr"],
-        betas=tuple(cfg["betas"]),
-        eps=cfg["eps"],
+        param_groups(model, cfg.weight_decay),
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        eps=cfg.eps,
     )
-    schedule = WarmupCosine(cfg["warmup_steps"], total_steps, cfg["min_lr_ratio"])
+    schedule = WarmupCosine(cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
     return optimizer, scheduler
+
+
+def apply_optim_config(optimizer: torch.optim.Optimizer, scheduler: Any, cfg: OptimConfig) -> bool:
+    """Make a restored optimiser and schedule follow ``cfg`` (a resume with ``resume_override``):
+    learning rate, betas, eps, weight decay, and the current step's rate under the schedule.
+    Changes nothing (bit for bit) when the values already agree; returns whether it changed any."""
+    changed = False
+    for i, group in enumerate(optimizer.param_groups):
+        wanted = {"betas": tuple(cfg.betas), "eps": cfg.eps, "initial_lr": cfg.lr}
+        if i == 0:  # the decayed group of param_groups()
+            wanted["weight_decay"] = cfg.weight_decay
+        for name, value in wanted.items():
+            now = tuple(group[name]) if name == "betas" and name in group else group.get(name)
+            if now != value:
+                group[name] = value
+                changed = True
+    if scheduler is not None and list(scheduler.base_lrs) != [cfg.lr] * len(optimizer.param_groups):
+        scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+        changed = True
+    if scheduler is not None:
+        for group, base, fn in zip(optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+            lr = base * fn(scheduler.last_epoch)
+            if group["lr"] != lr:
+                group["lr"] = lr
+                changed = True
+    return changed

@@ -1,5 +1,7 @@
-"""Optional compiled kernels of the models (the ``cpu_fused`` scan backend).
+"""Compute kernels behind the layers: the selective-scan backends and the causal convolution.
 
+- ``scan.py``: ``selective_scan`` and its backends (``ref``, ``torch``, ``cuda``, ``cpu_fused``),
+  the causal conv, and the choice of ``auto``.
 - ``cpu_kernels.cpp``: fused CPU kernels, the selective scan (forward, and backward as a
   reverse-time scan per segment that recomputes the segment's states from a stored one) and the
   depthwise causal conv + SiLU, vectorised over channels and threaded with ``at::parallel_for``.

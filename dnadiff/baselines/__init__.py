@@ -1,1 +1,0 @@
-"""Non-language-model baselines trained on the same folds as the fine-tuned backbones."""
