@@ -37,7 +37,6 @@ import functools
 import gzip
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 
 import dnadiff.models.mamba as mamba_module
 from dnadiff import Tokenizer
+from dnadiff.experiments.record import machine_info, write_results
 from dnadiff.models import build_model
 from dnadiff.resources import default_fasta
 
@@ -277,21 +277,6 @@ def run_cuda_config(name: str, make, ids: torch.Tensor, repeats: int) -> dict:
     return {"times_s": times, "peak_mem_mib": round(peak, 1), "n_params": sum(p.numel() for p in model.parameters())}
 
 
-def machine_info(device: str) -> dict:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line), platform.processor()),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1m": os.getloadavg()[0],
-    }
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def summarise(row: dict, batch: int, length: int) -> dict:
     """Best-of-N step time (robust to other load on shared machines; the median is kept too)."""
     if "times_s" in row:
@@ -477,7 +462,6 @@ def main() -> None:
     for t in goals:
         print(f"{'MET    ' if t['met'] else 'NOT MET'} {t['target']} (threads {t['threads']}, L {t['length']}): {t['measured']}")
     out = args.out or RESULTS / f"backbone_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "backbone training step (forward + cross-entropy + backward), full Caduceus-PS LM",
         "model": {"name": "caduceus_ps", **SIZES, "d_state": 16, "expand": 2, "dtype": "float32"},
@@ -500,8 +484,7 @@ def main() -> None:
         "rows": rows,
         "targets": goals,
     }
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    print(f"wrote {write_results(result, out.with_suffix(''))}")
 
 
 if __name__ == "__main__":

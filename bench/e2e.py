@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -97,8 +96,9 @@ def main() -> None:
     parts = args.only.split(",")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dnadiff-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
-    info = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-            "uptime_start": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    from dnadiff.experiments.record import machine_info, write_results
+
+    info = {**machine_info("cpu"), "uptime_start": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
             "threads": args.threads or "torch default", "baseline_tree": args.baseline_tree}
     py = sys.executable
     results: dict[str, dict] = {}
@@ -158,12 +158,11 @@ def main() -> None:
               f"{r['speedup_excluding_startup']:>15.2f}  {note}")
     for t in goals:
         print(f"{'MET    ' if t['met'] else 'NOT MET'} {t['target']}: {t['measured']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "end to end, default model, new CPU path vs today",
-                                    "ratio": "speedup = wall seconds(today) / wall seconds(new), whole process",
-                                    "command": "python " + " ".join(sys.argv), "machine": info,
-                                    "results": results, "targets": goals}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    payload = {"benchmark": "end to end, default model, new CPU path vs today",
+               "ratio": "speedup = wall seconds(today) / wall seconds(new), whole process",
+               "command": "python " + " ".join(sys.argv), "machine": info, "results": results, "targets": goals}
+    written = write_results(payload, args.out.with_suffix(""))
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

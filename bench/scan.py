@@ -29,7 +29,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -147,22 +146,6 @@ def skip_reason(method: str, mode: str, batch: int, length: int, device: str) ->
     return ""
 
 
-def machine_info(device: str) -> dict:
-    """What the numbers were measured on (CPU timings on shared cores are noisy: see the load)."""
-    import torch
-
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "torch": torch.__version__, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def run_row(args: argparse.Namespace, method: str, mode: str, batch: int, length: int, threads: int) -> dict:
     head = {"method": method, "mode": mode, "batch": batch, "length": length, "threads": threads}
     why = skip_reason(method, mode, batch, length, args.device)
@@ -223,6 +206,8 @@ def main() -> None:
 
         if not torch.cuda.is_available():
             p.error("--device cuda: torch sees no CUDA device here")
+    from dnadiff.experiments.record import machine_info, write_results
+
     info = machine_info(args.device)
     info["uptime_start"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     cases = CASES if args.cases is None else [tuple(int(v) for v in c.split("x")) for c in args.cases.split(",")]
@@ -265,7 +250,6 @@ def main() -> None:
     info["load_avg_end"] = os.getloadavg()
     info["uptime_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     out = args.out or RESULTS / f"scan_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "selective scan, forward+backward and forward only", "d_inner": D_INNER,
                "d_state": D_STATE, "dtype": "float32", "layout": "(batch, d, L) as mamba-ssm's selective_scan_fn",
                "reference": "torch backend, same run, same thread count",
@@ -273,8 +257,7 @@ def main() -> None:
                "memory": "beyond_inputs_gib = peak RSS - RSS with the inputs allocated; required_gib = output "
                          "(+ output gradient and input gradients for fwd+bwd); workspace_gib = the rest",
                "command": "python " + " ".join(sys.argv), "machine": info, "rows": rows, "targets": goals}
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_results(payload, out.with_suffix(''))}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,7 @@ fine-tuning classifier, the sample-metrics oracle) run on it.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +34,7 @@ from dnadiff.models.kernels.scan import (
     selective_scan,
     selective_scan_ref,
 )
+from tests.models.test_cpu_fused_fallback import _run_fallback
 
 RTOL, ATOL = 1e-5, 1e-6
 REPO = Path(__file__).resolve().parents[2]
@@ -268,10 +266,12 @@ def hg38_ids(hg38_fasta: Path) -> torch.Tensor:
     return Tokenizer().encode_batch([str(chrom[s : s + 150]) for s in (20_000, 777_777, 1_234_567)])
 
 
-def test_caduceus_ps_lm_on_hg38_matches_ref_and_stays_rc_equivariant(hg38_ids, tokenizer) -> None:
+@pytest.mark.parametrize("swap", [False, True], ids=["plain", "rcps_swap_halves"])
+def test_caduceus_ps_lm_on_hg38_matches_ref_and_stays_rc_equivariant(hg38_ids, tokenizer, swap) -> None:
     """The whole RC-equivariant LM (d_model 32, 2 layers) on real windows: logits and the gradient
-    of every parameter equal the ref scan's, and logits(rc(x)) = flip(logits(x))[..., comp]."""
-    model = build_model("caduceus_ps", d_model=32, n_layer=2)
+    of every parameter equal the ref scan's, and logits(rc(x)) = flip(logits(x))[..., comp]; also
+    with the halves-swapped RCPS wiring of the Hugging Face checkpoints (run in the stacked layout)."""
+    model = build_model("caduceus_ps", d_model=32, n_layer=2, rcps_swap_halves=swap)
     _randomize(model, seed=2)
     results = {}
     for backend in ("ref", "cpu_fused"):
@@ -309,54 +309,6 @@ def test_cpu_fused_refuses_non_cpu_tensors_in_one_line() -> None:
     xs = {k: (v.detach().to("meta") if v is not None else None) for k, v in make_inputs(1, 2, 3, 5).items()}
     with pytest.raises(ScanBackendError, match="needs CPU tensors, got tensors on meta"):
         selective_scan(**xs, backend="cpu_fused")
-
-
-_FALLBACK_SCRIPT = """
-import json, warnings, torch
-from dnadiff.models import build_model
-from dnadiff.models.kernels.scan import resolve_backend, selective_scan, ScanBackendError
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    model = build_model("caduceus_ps", d_model=16, n_layer=1)
-    ids = torch.randint(0, 4, (2, 20))
-    logits = model(ids)
-    logits = model(ids)
-backend = resolve_backend("auto", ids)
-model.scan_backend = "torch"
-same = torch.allclose(model(ids), logits, rtol=1e-5, atol=1e-6)
-try:
-    selective_scan(torch.ones(1, 2, 3), torch.ones(1, 2, 3), -torch.ones(2, 4), torch.ones(1, 4, 3),
-                   torch.ones(1, 4, 3), backend="cpu_fused")
-    err = ""
-except ScanBackendError as exc:
-    err = str(exc)
-notes = [str(w.message) for w in caught if "cpu_fused" in str(w.message)]
-print(json.dumps({"backend": backend, "same": same, "notes": notes, "error": err}))
-"""
-
-
-def _run_fallback(tmp_path: Path, **env: str) -> dict:
-    full = {k: v for k, v in os.environ.items() if k != BACKEND_ENV}
-    full.update(env, DNADIFF_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT], capture_output=True, text=True, env=full,
-                         cwd=tmp_path, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def test_no_compiler_falls_back_to_torch_with_one_notice(tmp_path: Path) -> None:
-    """A compiler that fails (as on a machine without one that works): auto runs the torch scan,
-    says so once in one line, and an explicit cpu_fused request raises a one-line error."""
-    fake = tmp_path / "broken-c++"
-    fake.write_text("#!/bin/sh\necho 'error: this compiler is broken' >&2\nexit 1\n")
-    fake.chmod(0o755)
-    out = _run_fallback(tmp_path, CXX=str(fake))
-    assert out["backend"] == "torch" and out["same"]
-    assert len(out["notes"]) == 1 and "\n" not in out["notes"][0]
-    assert "compiling cpu_kernels.cpp failed: error: this compiler is broken" in out["notes"][0]
-    assert "scan backend 'cpu_fused' is unavailable" in out["error"] and "\n" not in out["error"]
-    disabled = _run_fallback(tmp_path, DNADIFF_CPU_KERNELS="0")
-    assert disabled["backend"] == "torch" and "disabled by DNADIFF_CPU_KERNELS=0" in disabled["notes"][0]
 
 
 def test_build_is_cached_and_loads_in_a_fresh_process(tmp_path: Path) -> None:
