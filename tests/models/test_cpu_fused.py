@@ -338,7 +338,8 @@ class _ModelOutputs(torch.utils.data.Dataset):
             return resolve_backend("auto", self.ids), self.model(self.ids[i : i + 1])[0]
 
 
-def test_forked_dataloader_workers_run_the_kernel(hg38_ids) -> None:
+def test_forked_dataloader_workers_run_the_kernel(monkeypatch, hg38_ids) -> None:
+    monkeypatch.delenv(BACKEND_ENV, raising=False)  # auto, as in a user's run (the workers inherit it)
     model = build_model("caduceus_ps", d_model=32, n_layer=2).eval()
     with torch.no_grad():
         expected = model(hg38_ids)  # the parent has loaded the kernels before forking
