@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from dnadiff.models.mamba import SelectiveSSM, project_channels_first
+from dnadiff.models.mamba import SelectiveSSM, cpu_fused_applies, cpu_fused_directions, project_channels_first
 
 
 def flip_seq_channels(h: torch.Tensor) -> torch.Tensor:
@@ -74,13 +75,31 @@ class RCPSWrapper(nn.Module):
         self.swap_halves = bool(swap_halves)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.unstack(self.run_stacked(self.stack(h)), h.shape[0])
+
+    @staticmethod
+    def stack(h: torch.Tensor) -> torch.Tensor:
+        """(batch, length, 2D) -> (2 * batch, length, D): [h[..., :D]; flipSC(h[..., D:])]."""
         if h.shape[-1] % 2:
             raise ValueError(f"RCPS hidden states need an even channel count, got {h.shape[-1]}")
-        d, batch = h.shape[-1] // 2, h.shape[0]
-        first, second = (h[..., d:], h[..., :d]) if self.swap_halves else (h[..., :d], h[..., d:])
-        both = torch.cat([first, flip_seq_channels(second)], dim=0)
-        out = self.module(both)
-        return torch.cat([out[:batch], flip_seq_channels(out[batch:])], dim=-1)
+        d = h.shape[-1] // 2
+        return torch.cat([h[..., :d], flip_seq_channels(h[..., d:])], dim=0)
+
+    @staticmethod
+    def unstack(s: torch.Tensor, batch: int) -> torch.Tensor:
+        """The inverse of :meth:`stack`: (2 * batch, length, D) -> (batch, length, 2D)."""
+        return torch.cat([s[:batch], flip_seq_channels(s[batch:])], dim=-1)
+
+    def run_stacked(self, s: torch.Tensor) -> torch.Tensor:
+        """The block on the stacked layout of :meth:`stack` (what ``DNALM`` keeps between blocks).
+
+        With ``swap_halves`` the halves [a, b] become [b, a]; stacked, [a; flipSC(b)] becomes
+        [b; flipSC(a)] = [flipSC(s[B:]); flipSC(s[:B])].
+        """
+        if self.swap_halves:
+            batch = s.shape[0] // 2
+            s = torch.cat([flip_seq_channels(s[batch:]), flip_seq_channels(s[:batch])], dim=0)
+        return self.module(s)
 
 
 class BiMamba(nn.Module):
@@ -106,6 +125,8 @@ class BiMamba(nn.Module):
         fn = self.ssm_fwd.fused_kernel(h)
         if fn is not None:
             return self._fused(fn, h)
+        if cpu_fused_applies(h, self.ssm_fwd.scan_backend, self.ssm_fwd.d_state):
+            return self._cpu_fused(h)
         x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)
         y_fwd = self.ssm_fwd(x, z)
         if self.weight_tie:
@@ -117,6 +138,20 @@ class BiMamba(nn.Module):
         xr, zr = self.in_proj_rev(h.flip(1)).transpose(1, 2).chunk(2, dim=1)
         y_rev = self.ssm_rev(xr, zr)
         return self.out_proj(y_fwd.transpose(1, 2)) + self.out_proj_rev(y_rev.transpose(1, 2)).flip(1)
+
+    def _cpu_fused(self, h: torch.Tensor) -> torch.Tensor:
+        """Both directions in one fused CPU call (see ``cpu_fused_directions``): the reverse
+        direction walks the sequence backwards instead of reading flipped copies."""
+        ssms, reverse = [self.ssm_fwd, self.ssm_rev], (False, True)
+        if self.weight_tie:
+            out = self.out_proj(cpu_fused_directions(ssms, self.in_proj(h), reverse))  # y_fwd + y_rev
+            return out if self.out_proj.bias is None else out + self.out_proj.bias
+        bias = None
+        if self.in_proj.bias is not None:
+            bias = torch.cat([self.in_proj.bias, self.in_proj_rev.bias])
+        xz = F.linear(h, torch.cat([self.in_proj.weight, self.in_proj_rev.weight]), bias)
+        y = cpu_fused_directions(ssms, xz.unflatten(-1, (2, -1)), reverse)  # (b, l, 2, d_inner)
+        return self.out_proj(y[:, :, 0]) + self.out_proj_rev(y[:, :, 1])
 
     def _fused(self, fn: Callable, h: torch.Tensor) -> torch.Tensor:
         """Both directions through mamba-ssm's fused kernel ``fn``: with tied weights the reverse

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnadiff.models.caduceus import BiMamba, RCPSWrapper, flip_seq_channels
+from dnadiff.models.caduceus import BiMamba, RCPSWrapper
 from dnadiff.models.mamba import Block, Mamba, RMSNorm, ssm_kwargs
 from dnadiff.models.model_config import validate_config
 from dnadiff.tokenizer import Tokenizer, reverse_complement_ids
@@ -193,7 +193,7 @@ class DNALM(nn.Module):
         h_rc = self.embedding(self.reverse_complement(input_ids)).float()
         if c is not None:
             h_rc = h_rc + c
-        return torch.cat([h, flip_seq_channels(h_rc)], dim=-1)
+        return torch.cat([h, h_rc], dim=0)  # the strands stacked (see _hidden)
 
     # ------------------------------------------------------------------ forward
     def hidden_states(
@@ -204,17 +204,29 @@ class DNALM(nn.Module):
         For Caduceus-PS (d_hidden = 2 * d_model) hidden(rc(x)) = flip over sequence and channels
         of hidden(x); pool RC-invariantly with ``dnadiff.models.rc_invariant_pool``.
         """
+        h = self._hidden(input_ids, cond, t)
+        return RCPSWrapper.unstack(h, input_ids.shape[0]) if self.rc_equivariant else h
+
+    def _hidden(self, input_ids: torch.Tensor, cond: torch.Tensor | None, t: torch.Tensor | None) -> torch.Tensor:
+        """Hidden states after the final norm; for Caduceus-PS in the stacked layout (2 * batch,
+        length, d_model) that RCPSWrapper runs its module on: [h[..., :D]; flipSC(h[..., D:])].
+        Between two RCPS blocks the unstack/stack pair is the identity (flipSC twice), so the
+        stack runs in that layout from the embedding (E(x) + c on top of E(rc(x)) + c) to the
+        head, the same numbers without the per-layer flips and concatenations."""
         self._check_ids(input_ids, 2)
         h = self._embed(input_ids, cond, t)
         for block in self.blocks:
-            h = block(h)
-        return self.norm_f(h)
+            h = block.run_stacked(h) if self.rc_equivariant else block(h)
+        return self.norm_f.run_stacked(h) if self.rc_equivariant else self.norm_f(h)
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from hidden states; for Caduceus-PS from the stacked layout of ``_hidden``:
+        h[..., :D] W^T + flip_channels(h[..., D:]) W[comp]^T, where h[..., D:] is flipSC of the
+        second strand, is that strand's logits under W[comp] flipped along the sequence."""
         w = self.embedding.weight if self.lm_head is None else self.lm_head.weight
         if self.rc_equivariant:
-            d = self.d_model
-            logits = F.linear(h[..., :d], w) + F.linear(h[..., d:].flip(-1), w[self.complement_map])
+            b = h.shape[0] // 2
+            logits = F.linear(h[:b], w) + F.linear(h[b:], w[self.complement_map]).flip(1)
         else:
             logits = F.linear(h, w)
         return logits[..., : self.vocab_size].float()
@@ -225,7 +237,7 @@ class DNALM(nn.Module):
         """Logits (batch, length, vocab_size); conjoined over x and rc(x) when config ``conjoin``."""
         if self._config["conjoin"]:
             return self.conjoined_logits(input_ids, cond, t)
-        return self._head(self.hidden_states(input_ids, cond, t))
+        return self._head(self._hidden(input_ids, cond, t))
 
     def conjoined_logits(
         self, input_ids: torch.Tensor, cond: torch.Tensor | None = None, t: torch.Tensor | None = None
@@ -236,8 +248,8 @@ class DNALM(nn.Module):
         """
         if self.causal:
             raise ValueError("conjoining needs a bidirectional model; this one is causal (arch='mamba')")
-        fwd = self._head(self.hidden_states(input_ids, cond, t))
-        rev = self._head(self.hidden_states(self.reverse_complement(input_ids), cond, t))
+        fwd = self._head(self._hidden(input_ids, cond, t))
+        rev = self._head(self._hidden(self.reverse_complement(input_ids), cond, t))
         comp = self.complement_map[: self.vocab_size]
         return 0.5 * (fwd + rev.flip(1)[..., comp])
 

@@ -11,19 +11,24 @@ A_log, D): one direction of the sequence. Splitting it out lets :class:`BiMamba`
 (``dnadiff.models.caduceus``) share ``in_proj``/``out_proj`` between its two directions while
 keeping one SSM per direction. ``step`` runs one token through the recurrence with a
 (conv_state, ssm_state) pair: O(1) work and memory per generated token.
+
+On CPU with the ``cpu_fused`` scan backend (what ``auto`` picks there), the mixers hand
+``xz = in_proj(h)`` (channels-last, no transposes) to :func:`cpu_fused_directions`: one fused
+autograd node for conv + SiLU, x_proj, dt_proj, the scan and the gate, for one direction or for
+both directions of a BiMamba layer at once (the same maths, see ``dnadiff.models.kernels``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dnadiff.models.kernels.scan import causal_conv1d, fused_mixer, selective_scan
+from dnadiff.models.kernels.scan import causal_conv1d, cpu_fused_applies, fused_mixer, selective_scan
 
 
 def project_channels_first(proj: nn.Linear, h: torch.Tensor) -> torch.Tensor:
@@ -171,6 +176,33 @@ class SelectiveSSM(nn.Module):
         return y.to(x.dtype), (conv_state, ssm_state)
 
 
+def cpu_fused_directions(ssms: Sequence[SelectiveSSM], xz: torch.Tensor, reverse: Sequence[bool]) -> torch.Tensor:
+    """The SSM part (conv -> scan -> gate) of one or more directions in one fused CPU call.
+
+    ``xz`` = in_proj(h) is (b, l, 2 * d_inner), read by every direction, or (b, l, G, 2 * d_inner),
+    one slice per direction; ``reverse[g]`` runs direction g from the last position to the first
+    (a BiMamba reverse direction without flipping anything). Returns (b, l, d_inner) summed over
+    the directions for a shared xz, else (b, l, G, d_inner).
+    """
+    from dnadiff.models.kernels.cpu_fused import fused_mixer_cpu
+
+    def stack(get: Callable[[SelectiveSSM], torch.Tensor]) -> torch.Tensor:
+        return torch.stack([get(m) for m in ssms]) if len(ssms) > 1 else get(ssms[0]).unsqueeze(0)
+
+    has_bias = ssms[0].conv1d.bias is not None
+    return fused_mixer_cpu(
+        xz,
+        stack(lambda m: m.conv1d.weight[:, 0, :]),
+        stack(lambda m: m.conv1d.bias) if has_bias else None,
+        stack(lambda m: m.x_proj.weight),
+        stack(lambda m: m.dt_proj.weight),
+        -torch.exp(stack(lambda m: m.A_log).float()),
+        stack(lambda m: m.D),
+        stack(lambda m: m.dt_proj.bias),
+        reverse,
+    )
+
+
 def ssm_kwargs(cfg: dict, d_model: int) -> dict:
     """The :class:`SelectiveSSM` arguments read from a model config dict."""
     return dict(
@@ -200,6 +232,8 @@ class Mamba(nn.Module):
         fn = self.ssm.fused_kernel(h)
         if fn is not None:
             return self.ssm.fused(fn, project_channels_first(self.in_proj, h), self.out_proj)
+        if cpu_fused_applies(h, self.ssm.scan_backend, self.ssm.d_state):
+            return self.out_proj(cpu_fused_directions([self.ssm], self.in_proj(h), (False,)))
         x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)
         return self.out_proj(self.ssm(x, z).transpose(1, 2))
 

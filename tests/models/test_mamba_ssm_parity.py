@@ -5,9 +5,10 @@ The cuda backend hands tensors to mamba-ssm's kernels (``selective_scan_fn``, an
 pure-PyTorch references ``selective_scan_ref`` / ``mamba_inner_ref``; here the same references
 check, without a GPU, that dnadiff computes what mamba-ssm computes:
 
-- the scan (our ``ref`` and ``torch`` backends) equals mamba-ssm's ``selective_scan_ref``;
+- the scan (our ``ref``, ``torch`` and ``cpu_fused`` backends) equals mamba-ssm's ``selective_scan_ref``;
 - our ``Mamba`` mixer with a given set of weights equals mamba-ssm's ``Mamba`` module with the
-  same weights, slow and fast path, and the two initialise alike;
+  same weights, slow and fast path (ours on ``torch`` and on the fused ``cpu_fused`` mixer), and
+  the two initialise alike;
 - our fused path (the call that passes our weights to ``mamba_inner_fn``), run with
   ``mamba_inner_ref`` in the kernel's place, equals our unfused path for Mamba, BiMamba (tied
   and untied) and the whole Caduceus-PS LM, in outputs and every gradient.
@@ -71,9 +72,11 @@ def _grads(module: torch.nn.Module, h: torch.Tensor, out: torch.Tensor) -> dict[
         (2, 3, 4, 37, True, {}),
         (1, 5, 16, 100, False, {}),
         (2, 6, 3, 65, True, {"with_d": False, "with_z": False, "with_bias": False}),
+        (2, 20, 16, 70, True, {}),
     ],
 )
-@pytest.mark.parametrize("backend", ["ref", "torch"])
+@pytest.mark.parametrize("backend", ["ref", "torch", pytest.param("cpu_fused", marks=pytest.mark.skipif(
+    "cpu_fused" not in available_backends(), reason="the cpu_fused kernels cannot be built here"))])
 def test_scan_matches_mamba_ssm_selective_scan_ref(mamba_ssm_reference, backend, b, d, n, length, softplus, opts):
     xs = make_inputs(b, d, n, length, **opts)
     theirs, their_g = outputs_and_grads(mamba_ssm_reference.selective_scan_ref, xs, delta_softplus=softplus)
@@ -96,12 +99,14 @@ def test_causal_conv1d_matches_causal_conv1d_ref(mamba_ssm_reference):
         )
 
 
+@pytest.mark.parametrize("ours_backend", ["torch", pytest.param("cpu_fused", marks=pytest.mark.skipif(
+    "cpu_fused" not in available_backends(), reason="the cpu_fused kernels cannot be built here"))])
 @pytest.mark.parametrize("fast_path", [False, True])
-def test_mamba_mixer_equals_mamba_ssm_module(mamba_ssm_reference, monkeypatch, fast_path):
+def test_mamba_mixer_equals_mamba_ssm_module(mamba_ssm_reference, monkeypatch, fast_path, ours_backend):
     """Same weights -> same outputs and gradients as mamba_ssm.modules.mamba_simple.Mamba."""
     if fast_path:  # the fused branch (mamba_inner_fn, here its reference) needs causal_conv1d_fn
         monkeypatch.setattr(mamba_ssm_reference.mamba_simple, "causal_conv1d_fn", mamba_ssm_reference.causal_conv1d_ref)
-    ours = Mamba(D_MODEL, scan_backend="torch", **SSM)
+    ours = Mamba(D_MODEL, scan_backend=ours_backend, **SSM)
     theirs = mamba_ssm_reference.Mamba(D_MODEL, d_state=SSM["d_state"], d_conv=SSM["d_conv"], expand=2,
                                        use_fast_path=fast_path)
     _randomize(ours, seed=3)

@@ -15,6 +15,7 @@ import dnadiff
 from dnadiff.models import (
     BiMamba,
     Mamba,
+    RCPSWrapper,
     available_models,
     build_model,
     model_from_config,
@@ -68,15 +69,17 @@ def test_caduceus_ps_exactly_rc_equivariant_on_genome(genome_ids, tokenizer, n_c
 
 
 def test_caduceus_ps_embedding_is_the_rcps_formula(genome_ids, tokenizer):
-    """Layer 0 input = [E(x), flipSC(E(rc(x)))], computed here from the embedding matrix."""
+    """Layer 0 input = [E(x), flipSC(E(rc(x)))], computed here from the embedding matrix (the
+    stack runs on the strands stacked along the batch, RCPSWrapper.stack of that input)."""
     model = build_model("caduceus_ps", **TINY)
     seen = {}
-    model.blocks[0].register_forward_pre_hook(lambda m, args: seen.setdefault("h", args[0]))
+    model.blocks[0].module.register_forward_pre_hook(lambda m, args: seen.setdefault("h", args[0]))
     with torch.no_grad():
         model(genome_ids)
     w = model.embedding.weight
     expected = torch.cat([w[genome_ids], w[tokenizer.reverse_complement(genome_ids)].flip(1, 2)], dim=-1)
-    torch.testing.assert_close(seen["h"], expected)
+    torch.testing.assert_close(RCPSWrapper.unstack(seen["h"], genome_ids.shape[0]), expected)
+    torch.testing.assert_close(seen["h"], RCPSWrapper.stack(expected))
 
 
 def test_plain_bimamba_is_not_rc_equivariant(genome_ids, tokenizer):

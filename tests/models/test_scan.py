@@ -21,6 +21,9 @@ from dnadiff.models.kernels.scan import (
 RTOL, ATOL = 1e-4, 1e-5
 NAMES = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
 HAS_CUDA_SCAN = "cuda" in available_backends()
+HAS_CPU_FUSED = "cpu_fused" in available_backends()
+CPU_BACKENDS = ["torch", pytest.param("cpu_fused", marks=pytest.mark.skipif(
+    not HAS_CPU_FUSED, reason="the cpu_fused kernels cannot be built here (see dnadiff.models.kernels.build)"))]
 
 
 def make_inputs(b: int, d: int, n: int, length: int, device: str = "cpu", decay: float = 1.0,
@@ -71,10 +74,12 @@ def check_against_ref(xs: dict, softplus: bool, **kw) -> None:
         (3, 4, 2, 1, True, {}),
         (2, 6, 3, 65, True, {"with_d": False, "with_z": False, "with_bias": False}),
         (1, 4, 5, 50, False, {"with_z": False}),
+        (2, 20, 16, 70, True, {}),
     ],
 )
-def test_torch_backend_matches_ref(b, d, n, length, softplus, opts) -> None:
-    check_against_ref(make_inputs(b, d, n, length, **opts), softplus, backend="torch")
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_cpu_backends_match_ref(backend, b, d, n, length, softplus, opts) -> None:
+    check_against_ref(make_inputs(b, d, n, length, **opts), softplus, backend=backend)
 
 
 @pytest.mark.parametrize(
@@ -107,20 +112,22 @@ def test_long_sequence_strong_decay_is_stable() -> None:
         assert_close_scaled(g[name], ref_g[name], f"grad of {name}")
 
 
-def test_return_last_state_matches_ref() -> None:
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_return_last_state_matches_ref(backend) -> None:
     xs = make_inputs(2, 3, 4, 29)
     with torch.no_grad():
-        out, last = selective_scan(**xs, delta_softplus=True, return_last_state=True, backend="torch")
+        out, last = selective_scan(**xs, delta_softplus=True, return_last_state=True, backend=backend)
         ref_out, ref_last = selective_scan_ref(**xs, delta_softplus=True, return_last_state=True)
     assert last.shape == (2, 3, 4)
     torch.testing.assert_close(last, ref_last, rtol=RTOL, atol=ATOL)
     torch.testing.assert_close(out, ref_out, rtol=RTOL, atol=ATOL)
 
 
-def test_bf16_inputs_keep_dtype() -> None:
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_bf16_inputs_keep_dtype(backend) -> None:
     xs = make_inputs(1, 2, 3, 10)
     xs = {k: (v.detach().bfloat16() if k in ("u", "delta", "z") else v) for k, v in xs.items()}
-    out = selective_scan(**xs, delta_softplus=True, backend="torch")
+    out = selective_scan(**xs, delta_softplus=True, backend=backend)
     ref = selective_scan_ref(**xs, delta_softplus=True)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), ref.float(), rtol=1e-2, atol=1e-2)
@@ -137,10 +144,13 @@ def test_unavailable_cuda_backend_raises_clear_error() -> None:
     assert issubclass(ScanBackendError, RuntimeError)
 
 
-def test_auto_on_cpu_uses_torch_and_bad_inputs_are_named() -> None:
+def test_auto_on_cpu_and_bad_inputs_are_named(monkeypatch) -> None:
+    """auto on CPU is cpu_fused where its kernels build (bitwise the same call), else torch."""
+    monkeypatch.delenv("DNADIFF_SCAN_BACKEND", raising=False)
     xs = make_inputs(1, 2, 3, 5)
     with torch.no_grad():
-        torch.testing.assert_close(selective_scan(**xs), selective_scan(**xs, backend="torch"))
+        expected = "cpu_fused" if HAS_CPU_FUSED else "torch"
+        assert torch.equal(selective_scan(**xs), selective_scan(**xs, backend=expected))
     with pytest.raises(ValueError, match="'cudnn'"):
         selective_scan(**xs, backend="cudnn")
     bad = dict(xs, B=xs["B"][:, :, :4])

@@ -144,7 +144,9 @@ def test_corrupt_and_mismatched_checkpoints_are_refused(tmp_path: Path, hg38_fas
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # this checkout first on the path: the subprocess runs the code under test, not another install
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -185,11 +187,23 @@ def test_cli_pretrain_then_evaluate(tmp_path: Path, hg38_fasta_gz: Path) -> None
     assert abs(report["bits_per_base"] * 0.6931471805599453 - report["nats_per_token"]) < 1e-9
 
 
-def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path: Path, hg38_fasta: Path) -> None:
-    """Data parallelism changes nothing: rank r takes slots r, r+2, ... of each global batch, noise included."""
+def _cpu_fused_or_skip() -> str:
+    from dnadiff.models.kernels.scan import available_backends
+
+    if "cpu_fused" not in available_backends():
+        pytest.skip("the cpu_fused kernels cannot be built here")
+    return "cpu_fused"
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu_fused"])
+def test_two_process_ddp_equals_one_process_with_double_batch(tmp_path: Path, hg38_fasta: Path, backend: str) -> None:
+    """Data parallelism changes nothing: rank r takes slots r, r+2, ... of each global batch, noise
+    included; on the pure-PyTorch scan and on the fused CPU kernels (each rank loads them)."""
+    if backend == "cpu_fused":
+        _cpu_fused_or_skip()
     common = [f"data.fasta={hg38_fasta}", "trainer.accelerator=cpu", "trainer.max_steps=6",
               "trainer.val_check_interval=6", "trainer.checkpoint_every=6", "data.seq_len=64",
-              "data.max_eval_windows=8", "model.d_model=16", "model.n_layer=1", "model.scan_backend=torch",
+              "data.max_eval_windows=8", "model.d_model=16", "model.n_layer=1", f"model.scan_backend={backend}",
               "trainer.enable_progress_bar=false"]
     two = _cli("dnadiff.pretrain", f"out_dir={tmp_path}/ddp", "trainer.devices=2", "trainer.strategy=ddp",
                "data.batch_size=2", *common, cwd=tmp_path)

@@ -23,6 +23,14 @@ Backends:
   reverse scan with the same structure), so memory grows with ``batch * d * length`` (the
   inputs), never with ``batch * d * length * n``.
 - ``cuda``: mamba-ssm's fused kernel (``pip install dnadiff[cuda]``), for CUDA tensors.
+- ``cpu_fused``: dnadiff's fused C++ kernel for CPU tensors (``dnadiff.models.kernels``), built
+  just in time on first use; multi-threaded, state kept in registers/cache, backward a
+  reverse-time scan that recomputes each segment's states.
+
+``auto`` picks ``cuda`` for CUDA tensors (when mamba-ssm imports), ``cpu_fused`` for CPU tensors
+(when its kernel builds and loads; otherwise ``torch``, with a one-line notice), else ``torch``.
+The environment variable ``DNADIFF_SCAN_BACKEND`` (one of the backend names) replaces what
+``auto`` picks, e.g. ``DNADIFF_SCAN_BACKEND=torch`` to run everything on the pure-PyTorch scan.
 
 With the ``cuda`` backend and causal-conv1d installed, the mixers go one step further, as
 mamba-ssm's own ``Mamba`` does: :func:`fused_mixer` hands them mamba-ssm's ``mamba_inner_fn``,
@@ -33,6 +41,7 @@ output and delta in backward instead of storing them.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from types import ModuleType
 
@@ -49,7 +58,9 @@ __all__ = [
     "selective_scan_torch",
 ]
 
-BACKENDS = ("auto", "cuda", "torch", "ref")
+BACKENDS = ("auto", "cuda", "cpu_fused", "torch", "ref")
+BACKEND_ENV = "DNADIFF_SCAN_BACKEND"
+_CPU_FUSED_MAX_STATE = 256  # dnadiff.models.kernels.cpu_fused.MAX_STATE (not imported: it loads lazily)
 
 # Elements (batch * d * n * positions) of one block of the torch backend; a few buffers of
 # this size live at once. On CPU small blocks stay in cache; on GPU large blocks mean few
@@ -104,7 +115,7 @@ def fused_mixer(x: torch.Tensor, backend: str) -> Callable | None:
     importable. None means "call causal_conv1d and selective_scan one by one" (where an
     unusable ``cuda`` backend then raises its :class:`ScanBackendError`).
     """
-    if backend not in ("auto", "cuda") or not x.is_cuda or _cuda_unavailable_reason(x):
+    if not x.is_cuda or resolve_backend(backend, x) != "cuda" or _cuda_unavailable_reason(x):
         return None
     return _mamba_inner_import()
 
@@ -112,9 +123,61 @@ def fused_mixer(x: torch.Tensor, backend: str) -> Callable | None:
 def available_backends() -> list[str]:
     """Backends that can run on this machine (``cuda`` needs mamba-ssm and a GPU)."""
     names = ["torch", "ref"]
+    if not _cpu_fused_unavailable_reason():
+        names.insert(0, "cpu_fused")
     if torch.cuda.is_available() and _mamba_ssm_import()[0] is not None:
         names.insert(0, "cuda")
     return names
+
+
+def _cpu_fused_unavailable_reason() -> str:
+    """Why the cpu_fused kernels cannot run here ("" when they can; builds them once)."""
+    from dnadiff.models.kernels.cpu_fused import cpu_fused_unavailable_reason
+
+    return cpu_fused_unavailable_reason()
+
+
+def resolve_backend(backend: str, x: torch.Tensor, d_state: int = 1) -> str:
+    """The backend that ``backend`` means for tensors like ``x`` (``auto`` resolved, see module doc;
+    on CPU ``auto`` keeps ``torch`` for a d_state beyond the cpu_fused kernel's 256)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown scan backend {backend!r}; choose one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    forced = os.environ.get(BACKEND_ENV, "")
+    if forced:
+        if forced not in BACKENDS or forced == "auto":
+            raise ValueError(f"{BACKEND_ENV}={forced!r} is not a scan backend; choose one of {BACKENDS[1:]}")
+        return forced
+    if x.is_cuda:
+        return "cuda" if not _cuda_unavailable_reason(x) else "torch"
+    if x.device.type == "cpu" and d_state <= _CPU_FUSED_MAX_STATE:
+        why = _cpu_fused_unavailable_reason()
+        if not why:
+            return "cpu_fused"
+        from dnadiff.models.kernels.cpu_fused import warn_unavailable_once
+
+        warn_unavailable_once(why)
+    return "torch"
+
+
+def cpu_fused_applies(x: torch.Tensor, backend: str, d_state: int) -> bool:
+    """Whether the mixers should take the fused CPU path for ``x`` with this backend setting."""
+    if resolve_backend(backend, x, d_state) != "cpu_fused":
+        return False
+    _check_cpu_fused(x)
+    return True
+
+
+def _check_cpu_fused(x: torch.Tensor) -> None:
+    """Raise ScanBackendError when the cpu_fused backend cannot run on ``x``."""
+    if x.device.type != "cpu":
+        raise ScanBackendError(
+            f"scan backend 'cpu_fused' needs CPU tensors, got tensors on {x.device}; set "
+            "model.scan_backend = 'auto' (it picks the backend by device)")
+    why = _cpu_fused_unavailable_reason()
+    if why:
+        raise ScanBackendError(f"scan backend 'cpu_fused' is unavailable: {why}; use 'torch' or 'auto'")
 
 
 def _cuda_unavailable_reason(u: torch.Tensor) -> str:
@@ -436,17 +499,24 @@ def selective_scan(
     return_last_state: bool = False,
     backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Run the selective scan on the chosen backend (``auto``, ``cuda``, ``torch`` or ``ref``).
+    """Run the selective scan on the chosen backend (``auto``, ``cuda``, ``cpu_fused``, ``torch``
+    or ``ref``).
 
-    ``auto`` picks ``cuda`` (mamba-ssm's kernel) for CUDA tensors when mamba-ssm imports, else
-    ``torch``. With ``return_last_state`` it returns ``(out, h_last)``, h_last (batch, d, n) in
-    fp32, as mamba-ssm does (the state is not differentiable).
+    ``auto`` picks ``cuda`` (mamba-ssm's kernel) for CUDA tensors when mamba-ssm imports,
+    ``cpu_fused`` for CPU tensors when its kernel loads, else ``torch``. With
+    ``return_last_state`` it returns ``(out, h_last)``, h_last (batch, d, n) in fp32, as
+    mamba-ssm does (the state is not differentiable).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; choose one of {BACKENDS}")
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    if backend == "auto":
-        backend = "cuda" if u.is_cuda and not _cuda_unavailable_reason(u) else "torch"
+    backend = resolve_backend(backend, u, A.shape[1])
+    if backend == "cpu_fused":
+        _check_cpu_fused(u)
+        from dnadiff.models.kernels.cpu_fused import selective_scan_cpu_fused
+
+        return selective_scan_cpu_fused(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                        return_last_state)
     if backend == "cuda":
         why = _cuda_unavailable_reason(u)
         if why:

@@ -1,0 +1,903 @@
+// Fused CPU kernels of the Mamba mixer (dnadiff.models.kernels.cpu_fused): the selective scan
+// (forward and backward) and the depthwise causal conv + SiLU, on channels-last fp32 tensors.
+//
+// Layout: every per-channel tensor is indexed (group, batch, position, channel) with unit stride
+// along the channel axis and any strides along the other three (a group stride of 0 means "one
+// tensor shared by all groups"); B and C are (group, batch, position, state) with unit stride
+// along the state axis. A group is one scan direction (its own A, D, delta bias, conv weights);
+// a group flagged in `reverse` runs from the last position to the first, so both directions of
+// a bidirectional layer read the same tensors without flipping them.
+//
+// SIMD: W consecutive channels are one GCC/Clang vector; the state of a block of W channels is
+// n vectors. Threads (at::parallel_for, so torch's thread settings apply) take (batch, block)
+// tasks and loop over the groups inside a task, so that outputs shared by the groups (a summed
+// output, the gradient of a shared input) are accumulated without races.
+//
+// Forward: one pass over the sequence per block; with `save`, the state at the start of every
+// segment of S positions is stored (n * d floats per segment). Backward, per block and segment
+// in reverse order: recompute the segment's states from the stored one (kept in a small
+// buffer), then walk it backwards accumulating dL/dh. Gradients that sum over channels (B, C)
+// are accumulated per lane in a segment buffer shared by the task's blocks and reduced once per
+// segment; those that sum over batch (A, D, delta bias, conv weights) are returned per batch
+// row and summed by the caller.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace {
+
+#if !defined(DNADIFF_VW)
+#if defined(__AVX512F__)
+#define DNADIFF_VW 16
+#else
+#define DNADIFF_VW 8
+#endif
+#endif
+constexpr int W = DNADIFF_VW;
+
+typedef float vf __attribute__((vector_size(W * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(W * sizeof(float))));
+// The same vector at any float alignment, allowed to alias float arrays: unaligned loads/stores.
+typedef float vfu __attribute__((vector_size(W * sizeof(float)), aligned(alignof(float)), may_alias));
+
+constexpr int64_t kMaxState = 256;
+
+#define DNADIFF_INLINE inline __attribute__((always_inline))
+
+DNADIFF_INLINE vf splat(float x) { return vf{} + x; }
+
+// max/min with x86's semantics (the second operand when either is NaN): one instruction where
+// the vector width matches a native register, else the equivalent select.
+DNADIFF_INLINE vf vmax(vf a, vf b) {
+#if defined(__AVX512F__) && DNADIFF_VW == 16
+  return (vf)_mm512_max_ps((__m512)a, (__m512)b);
+#elif defined(__AVX__) && DNADIFF_VW == 8
+  return (vf)_mm256_max_ps((__m256)a, (__m256)b);
+#else
+  return a > b ? a : b;
+#endif
+}
+
+DNADIFF_INLINE vf vmin(vf a, vf b) {
+#if defined(__AVX512F__) && DNADIFF_VW == 16
+  return (vf)_mm512_min_ps((__m512)a, (__m512)b);
+#elif defined(__AVX__) && DNADIFF_VW == 8
+  return (vf)_mm256_min_ps((__m256)a, (__m256)b);
+#else
+  return a < b ? a : b;
+#endif
+}
+
+template <bool FULL>
+DNADIFF_INLINE vf load(const float* p, int cnt) {
+  vf v;
+  if constexpr (FULL) {
+    v = *reinterpret_cast<const vfu*>(p);
+  } else {
+    v = vf{};
+    for (int i = 0; i < cnt; ++i) v[i] = p[i];
+  }
+  return v;
+}
+
+template <bool FULL>
+DNADIFF_INLINE void store(float* p, vf v, int cnt) {
+  if constexpr (FULL) {
+    *reinterpret_cast<vfu*>(p) = v;
+  } else {
+    for (int i = 0; i < cnt; ++i) p[i] = v[i];
+  }
+}
+
+// Store, or add to what is there (a tensor shared by the groups, after its first group).
+template <bool FULL>
+DNADIFF_INLINE void put(float* p, vf v, int cnt, bool add) {
+  store<FULL>(p, add ? load<FULL>(p, cnt) + v : v, cnt);
+}
+
+DNADIFF_INLINE float hsum(vf v) {
+  float s = 0.f;
+  for (int i = 0; i < W; ++i) s += v[i];
+  return s;
+}
+
+// exp(x) after a Cody-Waite reduction x = m ln2 + r, m integer, |r| <= ln2 / 2, then the degree-6
+// Taylor polynomial of exp(r) (truncation error below 1.2e-7 relative; 2-3 ulp in all). The input
+// is clamped to [-126 ln2, 127 ln2]: results below 2^-126 come out as 2^-126 (exp would be
+// denormal or 0), above 2^127 as 2^127 (exp would overflow); NaN stays NaN. NONPOS: the caller
+// guarantees x <= 0 (a decay exp(delta A) with delta >= 0 >= A), which skips the upper clamp.
+template <bool NONPOS = false>
+DNADIFF_INLINE vf vexp(vf x) {
+  x = vmax(splat(-87.33654475f), x);  // NaN passes through
+  if constexpr (!NONPOS) x = vmin(splat(88.02969193f), x);
+  const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
+  const vf t = x * 1.44269504088896341f + magic;
+  const vf m = t - magic;
+  vf y = x - m * 0.693359375f;
+  y = y - m * -2.12194440e-4f;
+  vf p = splat(1.0f / 720.0f);
+  p = p * y + (1.0f / 120.0f);
+  p = p * y + (1.0f / 24.0f);
+  p = p * y + (1.0f / 6.0f);
+  p = p * y + 0.5f;
+  p = p * y + 1.0f;
+  p = p * y + 1.0f;
+  // (m + 127) << 23, the bits of 2^m: t's low mantissa bits hold m (plus 0x400000, shifted out)
+  const vi bits = ((vi)t << 23) + (int32_t)(127u << 23);
+  return p * (vf)bits;
+}
+
+// log(x) for x >= 1 (finite), Cephes' single-precision logf.
+DNADIFF_INLINE vf vlog_ge1(vf x) {
+  const vi bits = (vi)x;
+  vi e = ((bits >> 23) & 0xff) - 126;
+  vi mbits = (bits & 0x007fffff) | 0x3f000000;  // mantissa in [0.5, 1)
+  vf m = (vf)mbits;
+  vi small = m < 0.707106781186547524f;
+  vf ef = __builtin_convertvector(e + small, vf);  // small is -1 where true
+  m = small ? m + m - 1.0f : m - 1.0f;
+  vf z = m * m;
+  vf y = splat(7.0376836292e-2f);
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y = y + ef * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  return m + y + ef * 0.693359375f;
+}
+
+// softplus(x) = log(1 + exp(x)), x itself above 20 (torch's threshold). log1p(e) is log(1 + e)
+// corrected for the rounding of 1 + e, which keeps it accurate for tiny e.
+DNADIFF_INLINE vf vsoftplus(vf x) {
+  vf e = vexp(x < 20.f ? x : vf{});
+  vf w = 1.0f + e;
+  vf lp = vlog_ge1(w) - ((w - 1.0f) - e) / w;
+  return x > 20.f ? x : lp;
+}
+
+DNADIFF_INLINE vf vsigmoid(vf x) { return 1.0f / (1.0f + vexp(-x)); }
+
+// Strides (group, batch, position, channel) of a 4-d fp32 tensor; the group stride is 0 when
+// the tensor has one group (shared by all).
+struct View {
+  float* p = nullptr;
+  int64_t g = 0, b = 0, l = 0, c = 1;
+  float* at(int64_t gi, int64_t bi, int64_t t) const { return p + gi * g + bi * b + t * l; }
+};
+
+View view_of(const at::Tensor& t) {
+  TORCH_CHECK(t.dim() == 4, "expected a 4-d (group, batch, length, channel) tensor, got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "expected float32, got ", t.scalar_type());
+  View v;
+  v.p = t.data_ptr<float>();
+  v.g = t.size(0) == 1 ? 0 : t.stride(0);
+  v.b = t.stride(1);
+  v.l = t.stride(2);
+  v.c = t.size(3) == 1 ? 1 : t.stride(3);
+  return v;
+}
+
+View view_or_null(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? view_of(*t) : View{};
+}
+
+View channels_last_view(const at::Tensor& t) {
+  View v = view_of(t);
+  TORCH_CHECK(v.c == 1, "expected unit stride on the last axis, got strides ", t.strides());
+  return v;
+}
+
+const float* ptr_or_null(const std::optional<at::Tensor>& t) {
+  if (!t.has_value()) return nullptr;
+  TORCH_CHECK(t->is_contiguous() && t->scalar_type() == at::kFloat, "parameters must be contiguous float32");
+  return t->data_ptr<float>();
+}
+
+// ---- W x W transpose in registers (log2 W stages of two-input shuffles; GCC and Clang).
+template <int B, size_t... L>
+inline void mix(vf& a, vf& b, std::index_sequence<L...>) {
+#if defined(__clang__)
+  const vf lo = __builtin_shufflevector(a, b, ((L & B) ? int(W + L - B) : int(L))...);
+  const vf hi = __builtin_shufflevector(a, b, ((L & B) ? int(W + L) : int(L + B))...);
+#else
+  constexpr vi mlo = {((L & B) ? int(W + L - B) : int(L))...};
+  constexpr vi mhi = {((L & B) ? int(W + L) : int(L + B))...};
+  const vf lo = __builtin_shuffle(a, b, mlo);
+  const vf hi = __builtin_shuffle(a, b, mhi);
+#endif
+  a = lo;
+  b = hi;
+}
+
+template <int B>
+inline void transpose_stage(vf* r) {
+  if constexpr (B < W) {
+    for (int i = 0; i < W; ++i)
+      if (!(i & B)) mix<B>(r[i], r[i + B], std::make_index_sequence<W>{});
+    transpose_stage<2 * B>(r);
+  }
+}
+
+// Tiles of up to W positions of one block of channels, as one vector per position, in
+// processing order: vec[j] holds position pos(i + j). Channels-last tensors load each vector
+// directly; position-contiguous ones (channel stride != 1, position stride 1) load W rows and
+// transpose them; anything else (and partial tiles) goes element by element.
+struct Order {
+  int64_t L;
+  bool rev;
+  int64_t pos(int64_t i) const { return rev ? L - 1 - i : i; }
+};
+
+template <bool FULL>
+DNADIFF_INLINE void load_tile(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+                      vf* out) {
+  if (v.c == 1) {
+    for (int j = 0; j < m; ++j) out[j] = load<FULL>(v.at(g, b, o.pos(i + j)) + c0, cnt);
+  } else if (FULL && m == W && v.l == 1) {
+    const int64_t lo = o.rev ? o.L - i - W : i;
+    const float* base = v.at(g, b, lo) + c0 * v.c;
+    vf r[W];
+    for (int q = 0; q < W; ++q) r[q] = load<true>(base + q * v.c, W);
+    transpose_stage<1>(r);
+    for (int j = 0; j < W; ++j) out[j] = r[o.rev ? W - 1 - j : j];
+  } else {
+    for (int j = 0; j < m; ++j) {
+      const float* p = v.at(g, b, o.pos(i + j)) + c0 * v.c;
+      vf x = vf{};
+      for (int q = 0; q < cnt; ++q) x[q] = p[q * v.c];
+      out[j] = x;
+    }
+  }
+}
+
+// Store (or, with add, accumulate) a tile written by load_tile's rules.
+template <bool FULL>
+DNADIFF_INLINE void store_tile(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+                       const vf* in, bool add) {
+  if (v.c == 1) {
+    for (int j = 0; j < m; ++j) put<FULL>(v.at(g, b, o.pos(i + j)) + c0, in[j], cnt, add);
+  } else if (FULL && m == W && v.l == 1) {
+    const int64_t lo = o.rev ? o.L - i - W : i;
+    float* base = v.at(g, b, lo) + c0 * v.c;
+    vf r[W];
+    for (int j = 0; j < W; ++j) r[o.rev ? W - 1 - j : j] = in[j];
+    transpose_stage<1>(r);
+    for (int q = 0; q < W; ++q) put<true>(base + q * v.c, r[q], W, add);
+  } else {
+    for (int j = 0; j < m; ++j) {
+      float* p = v.at(g, b, o.pos(i + j)) + c0 * v.c;
+      for (int q = 0; q < cnt; ++q) p[q * v.c] = add ? p[q * v.c] + in[j][q] : in[j][q];
+    }
+  }
+}
+
+// Spans of up to kSpan positions, tile by tile: one tensor's rows are visited for the whole span
+// before the next tensor's, which keeps the pages touched at a time (and TLB misses) few when the
+// tensor is position-contiguous.
+constexpr int kSpan = 4 * W;
+
+template <bool FULL>
+DNADIFF_INLINE void load_span(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+                      vf* out) {
+  for (int j = 0; j < m; j += W) load_tile<FULL>(v, g, b, c0, cnt, o, i + j, std::min(W, m - j), out + j);
+}
+
+template <bool FULL>
+DNADIFF_INLINE void store_span(const View& v, int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i, int m,
+                       const vf* in, bool add) {
+  for (int j = 0; j < m; j += W) store_tile<FULL>(v, g, b, c0, cnt, o, i + j, std::min(W, m - j), in + j, add);
+}
+
+struct Scan {
+  int64_t G, Bt, L, d, n, S, nseg;
+  View u, delta, Bm, Cm, z, out;  // Bm, Cm: the "channel" axis is the state axis
+  const float *A, *D, *bias;
+  bool softplus;
+  bool nonpos;      // delta >= 0 (softplus) and A <= 0: every decay exponent is <= 0
+  int64_t reverse;  // bit g: group g runs backwards in position
+  float* last;      // (G, Bt, d, n) or null
+  float* ckpt;      // (G, Bt, nseg, n, d) or null
+  Order order(int64_t g) const { return Order{L, bool((reverse >> g) & 1)}; }
+  float* ck(int64_t g, int64_t b, int64_t s, int64_t k) const { return ckpt + (((g * Bt + b) * nseg + s) * n + k) * d; }
+};
+
+// Per-lane copies of a block's parameters: A[g, c0 + lane, k] for every k, D and the delta bias.
+template <bool FULL>
+void block_params(const Scan& s, int64_t g, int64_t c0, int cnt, vf* Av, vf& Dv, vf& bv) {
+  const float* A = s.A + (g * s.d + c0) * s.n;
+  for (int64_t k = 0; k < s.n; ++k) {
+    vf a = vf{};
+    for (int i = 0; i < cnt; ++i) a[i] = A[i * s.n + k];
+    Av[k] = a;
+  }
+  Dv = s.D ? load<FULL>(s.D + g * s.d + c0, cnt) : vf{};
+  bv = s.bias ? load<FULL>(s.bias + g * s.d + c0, cnt) : vf{};
+}
+
+#if defined(__clang__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL _Pragma("GCC unroll 16")
+#endif
+
+// NC > 0: the state size is the compile-time NC (the loops over it unroll and the state can stay
+// in registers); NC == 0: the state size is s.n, kept in the caller's buffers.
+template <bool FULL, int NC, bool NP>
+void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf* hbuf, vf* Abuf) {
+  constexpr bool FIXED = NC > 0;
+  const int64_t n = FIXED ? NC : s.n;
+  vf hl[FIXED ? NC : 1], Al[FIXED ? NC : 1];
+  vf* h = FIXED ? hl : hbuf;
+  vf* Av = FIXED ? Al : Abuf;
+  vf Dv, bv;
+  block_params<FULL>(s, g, c0, cnt, Av, Dv, bv);
+  UNROLL for (int64_t k = 0; k < n; ++k) h[k] = vf{};
+  const bool add = g > 0 && s.out.g == 0;
+  const Order o = s.order(g);
+  const int64_t sk = s.Bm.c;
+  vf td[kSpan], tu[kSpan], tz[kSpan], ty[kSpan];
+  for (int64_t i0 = 0; i0 < s.L; i0 += kSpan) {
+    const int m = (int)std::min<int64_t>(kSpan, s.L - i0);
+    load_span<FULL>(s.delta, g, b, c0, cnt, o, i0, m, td);
+    load_span<FULL>(s.u, g, b, c0, cnt, o, i0, m, tu);
+    if (s.z.p) load_span<FULL>(s.z, g, b, c0, cnt, o, i0, m, tz);
+    for (int j = 0; j < m; ++j) {
+      const int64_t i = i0 + j, t = o.pos(i);
+      if (s.ckpt && i > 0 && i % s.S == 0) {
+        UNROLL for (int64_t k = 0; k < n; ++k) store<FULL>(s.ck(g, b, i / s.S, k) + c0, h[k], cnt);
+      }
+      vf dt = td[j] + bv;
+      if (s.softplus) dt = vsoftplus(dt);
+      const vf uu = tu[j];
+      const vf dtu = dt * uu;
+      const float* Bt = s.Bm.at(g, b, t);
+      const float* Ct = s.Cm.at(g, b, t);
+      vf y = Dv * uu;
+      UNROLL for (int64_t k = 0; k < n; ++k) {
+        h[k] = vexp<NP>(dt * Av[k]) * h[k] + dtu * Bt[k * sk];
+        y += h[k] * Ct[k * sk];
+      }
+      if (s.z.p) y *= tz[j] * vsigmoid(tz[j]);
+      ty[j] = y;
+    }
+    store_span<FULL>(s.out, g, b, c0, cnt, o, i0, m, ty, add);
+  }
+  if (s.last) {
+    float* last = s.last + ((g * s.Bt + b) * s.d + c0) * n;
+    for (int i = 0; i < cnt; ++i)
+      for (int64_t k = 0; k < n; ++k) last[i * n + k] = h[k][i];
+  }
+}
+
+struct ScanGrads {
+  View gout, gu, gdelta, gz;
+  float* gB;     // (chunks, G, Bt, L, n)
+  float* gC;     // (chunks, G, Bt, L, n)
+  float* gA;     // (G, Bt, d, n)
+  float* gD;     // (G, Bt, d) or null
+  float* gbias;  // (G, Bt, d) or null
+  int64_t chunks;
+};
+
+// Per-thread scratch of the backward pass.
+struct BwdWork {
+  std::vector<vf> h, a, dt, u, y, sig, go, zz, pb, pc, gh, gA, gD, gbias, Av;
+  BwdWork(int64_t S, int64_t n, int64_t nblk)
+      : h((S + 1) * n), a(S * n), dt(S), u(S), y(S), sig(S), go(S), zz(S), pb(S * n), pc(S * n), gh(nblk * n),
+        gA(nblk * n), gD(nblk), gbias(nblk), Av(n) {}
+};
+
+// One block over one segment [i0, i0 + len) of group g: recompute the states, then walk back.
+template <bool FULL, int NC, bool NP>
+void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int64_t g, int64_t b, int64_t c0,
+                            int cnt, int64_t seg, int64_t i0, int64_t len, int64_t jb, bool first_seg) {
+  constexpr bool FIXED = NC > 0;
+  const int64_t n = FIXED ? NC : s.n;
+  const Order o = s.order(g);
+  const int64_t sk = s.Bm.c;
+  vf Dv, bv;
+  vf* Av = w.Av.data();
+  block_params<FULL>(s, g, c0, cnt, Av, Dv, bv);
+  vf* gh = w.gh.data() + jb * n;
+  vf* gA = w.gA.data() + jb * n;
+  if (first_seg) {
+    for (int64_t k = 0; k < n; ++k) gh[k] = gA[k] = vf{};
+    w.gD[jb] = w.gbias[jb] = vf{};
+  }
+  vf* H = w.h.data();
+  if (seg == 0) {
+    for (int64_t k = 0; k < n; ++k) H[k] = vf{};
+  } else {
+    for (int64_t k = 0; k < n; ++k) H[k] = load<FULL>(s.ck(g, b, seg, k) + c0, cnt);
+  }
+  // Recompute the segment's states (inputs read tensor by tensor for the whole segment).
+  vf* dtb = w.dt.data();
+  load_span<FULL>(s.delta, g, b, c0, cnt, o, i0, (int)len, dtb);
+  load_span<FULL>(s.u, g, b, c0, cnt, o, i0, (int)len, w.u.data());
+  for (int64_t j = 0; j < len; ++j) {
+    const int64_t t = o.pos(i0 + j);
+    const vf x = dtb[j] + bv;
+    vf dt = x;
+    if (s.softplus) {
+      dt = vsoftplus(x);
+      w.sig[j] = vsigmoid(x);
+    }
+    dtb[j] = dt;
+    const vf uu = w.u[j];
+    const vf dtu = dt * uu;
+    const float* Bt = s.Bm.at(g, b, t);
+    const float* Ct = s.Cm.at(g, b, t);
+    const vf* hp = H + j * n;
+    vf* hn = H + (j + 1) * n;
+    vf* aj = w.a.data() + j * n;
+    vf y = Dv * uu;
+    UNROLL for (int64_t k = 0; k < n; ++k) {
+      const vf a = vexp<NP>(dt * Av[k]);
+      aj[k] = a;
+      hn[k] = a * hp[k] + dtu * Bt[k * sk];
+      y += hn[k] * Ct[k * sk];
+    }
+    w.y[j] = y;
+  }
+  // Walk the segment backwards; dL/du, dL/ddelta, dL/dz replace gout, delta, z in the buffers.
+  const bool add_z = g > 0 && gr.gz.g == 0;
+  vf gD = w.gD[jb], gbias = w.gbias[jb];
+  vf ghl[FIXED ? NC : 1];
+  vf* ghr = FIXED ? ghl : gh;
+  if (FIXED) {
+    UNROLL for (int64_t k = 0; k < n; ++k) ghl[k] = gh[k];
+  }
+  vf* gob = w.go.data();
+  vf* zb = w.zz.data();
+  load_span<FULL>(gr.gout, g, b, c0, cnt, o, i0, (int)len, gob);
+  if (s.z.p) load_span<FULL>(s.z, g, b, c0, cnt, o, i0, (int)len, zb);
+  for (int64_t j = len - 1; j >= 0; --j) {
+    const int64_t t = o.pos(i0 + j);
+    const vf go = gob[j];
+    const vf uu = w.u[j];
+    vf gy = go;
+    if (s.z.p) {
+      const vf zz = zb[j];
+      const vf sg = vsigmoid(zz);
+      gy = go * zz * sg;
+      zb[j] = go * w.y[j] * sg * (1.0f + zz * (1.0f - sg));
+    }
+    gD += gy * uu;
+    const vf dt = dtb[j];
+    const vf dtu = dt * uu;
+    const float* Bt = s.Bm.at(g, b, t);
+    const float* Ct = s.Cm.at(g, b, t);
+    const vf* hp = H + j * n;
+    const vf* hn = H + (j + 1) * n;
+    const vf* aj = w.a.data() + j * n;
+    vf* pb = w.pb.data() + j * n;
+    vf* pc = w.pc.data() + j * n;
+    vf gdtu = vf{}, gdt = vf{};
+    UNROLL for (int64_t k = 0; k < n; ++k) {
+      pc[k] += gy * hn[k];
+      const vf gk = gy * Ct[k * sk] + ghr[k];
+      pb[k] += gk * dtu;
+      gdtu += gk * Bt[k * sk];
+      const vf ga = gk * aj[k];  // dL/dh_{t-1} through the decay
+      const vf gda = ga * hp[k];  // dL/d(delta A)
+      gdt += gda * Av[k];
+      gA[k] += gda * dt;
+      ghr[k] = ga;
+    }
+    gob[j] = gdtu * dt + gy * Dv;
+    gdt += gdtu * uu;
+    if (s.softplus) gdt *= w.sig[j];
+    gbias += gdt;
+    dtb[j] = gdt;
+  }
+  store_span<FULL>(gr.gu, g, b, c0, cnt, o, i0, (int)len, gob, false);
+  store_span<FULL>(gr.gdelta, g, b, c0, cnt, o, i0, (int)len, dtb, false);
+  if (s.z.p) store_span<FULL>(gr.gz, g, b, c0, cnt, o, i0, (int)len, zb, add_z);
+  if (FIXED) {
+    UNROLL for (int64_t k = 0; k < n; ++k) gh[k] = ghl[k];
+  }
+  w.gD[jb] = gD;
+  w.gbias[jb] = gbias;
+}
+
+template <int NC, bool NP>
+void scan_bwd_segment_blocks(const Scan& s, const ScanGrads& gr, BwdWork& w, int64_t g, int64_t b, int64_t seg,
+                             int64_t i0, int64_t len, int64_t blk0, int64_t blk1) {
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t c0 = blk * W;
+    const int cnt = (int)std::min<int64_t>(W, s.d - c0);
+    const bool first = seg == s.nseg - 1;
+    if (cnt == W)
+      scan_bwd_block_segment<true, NC, NP>(s, gr, w, g, b, c0, cnt, seg, i0, len, blk - blk0, first);
+    else
+      scan_bwd_block_segment<false, NC, NP>(s, gr, w, g, b, c0, cnt, seg, i0, len, blk - blk0, first);
+  }
+}
+
+void scan_bwd_task(const Scan& s, const ScanGrads& gr, int64_t b, int64_t chunk, int64_t blk0, int64_t blk1) {
+  const int64_t n = s.n, S = s.S;
+  BwdWork w(S, n, blk1 - blk0);
+  for (int64_t g = 0; g < s.G; ++g) {
+    const Order o = s.order(g);
+    for (int64_t seg = s.nseg - 1; seg >= 0; --seg) {
+      const int64_t i0 = seg * S, len = std::min(S, s.L - i0);
+      std::fill(w.pb.begin(), w.pb.begin() + len * n, vf{});
+      std::fill(w.pc.begin(), w.pc.begin() + len * n, vf{});
+      if (n == 16 && s.nonpos)
+        scan_bwd_segment_blocks<16, true>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
+      else if (n == 16)
+        scan_bwd_segment_blocks<16, false>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
+      else if (s.nonpos)
+        scan_bwd_segment_blocks<0, true>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
+      else
+        scan_bwd_segment_blocks<0, false>(s, gr, w, g, b, seg, i0, len, blk0, blk1);
+      const int64_t row = ((chunk * s.G + g) * s.Bt + b) * s.L;
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t t = o.pos(i0 + j);
+        for (int64_t k = 0; k < n; ++k) {
+          gr.gB[(row + t) * n + k] = hsum(w.pb[j * n + k]);
+          gr.gC[(row + t) * n + k] = hsum(w.pc[j * n + k]);
+        }
+      }
+    }
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t c0 = blk * W, jb = blk - blk0;
+      const int cnt = (int)std::min<int64_t>(W, s.d - c0);
+      float* gA = gr.gA + ((g * s.Bt + b) * s.d + c0) * n;
+      for (int i = 0; i < cnt; ++i)
+        for (int64_t k = 0; k < n; ++k) gA[i * n + k] = w.gA[jb * n + k][i];
+      const int64_t off = (g * s.Bt + b) * s.d + c0;
+      for (int i = 0; i < cnt; ++i) {
+        if (gr.gD) gr.gD[off + i] = w.gD[jb][i];
+        if (gr.gbias) gr.gbias[off + i] = w.gbias[jb][i];
+      }
+    }
+  }
+}
+
+Scan make_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
+               const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
+               const std::optional<at::Tensor>& bias, bool softplus, int64_t reverse, int64_t S) {
+  TORCH_CHECK(u.dim() == 4, "u must be (group, batch, length, d), got ", u.sizes());
+  Scan s;
+  s.G = u.size(0);
+  s.Bt = u.size(1);
+  s.L = u.size(2);
+  s.d = u.size(3);
+  TORCH_CHECK(A.dim() == 3 && A.size(0) == s.G && A.size(1) == s.d, "A must be (G, d, n), got ", A.sizes());
+  s.n = A.size(2);
+  TORCH_CHECK(s.n >= 1 && s.n <= kMaxState, "d_state must be in 1..", kMaxState, ", got ", s.n);
+  TORCH_CHECK(s.G <= 62, "at most 62 groups, got ", s.G);
+  TORCH_CHECK(S >= 1, "segment length must be >= 1");
+  s.S = (S + W - 1) / W * W;  // segments start on tile boundaries
+  s.nseg = (s.L + s.S - 1) / s.S;
+  s.u = view_of(u);
+  s.delta = view_of(delta);
+  s.Bm = view_of(B);
+  s.Cm = view_of(C);
+  TORCH_CHECK(s.Bm.c == s.Cm.c, "B and C must have the same state stride");
+  s.z = view_or_null(z);
+  s.A = ptr_or_null(A);
+  s.D = ptr_or_null(D);
+  s.bias = ptr_or_null(bias);
+  s.softplus = softplus;
+  s.nonpos = softplus && std::all_of(s.A, s.A + s.G * s.d * s.n, [](float a) { return a <= 0.f; });
+  s.reverse = reverse;
+  s.last = nullptr;
+  s.ckpt = nullptr;
+  return s;
+}
+
+// Output tensor like `like` (same memory layout: channels-last or position-contiguous).
+at::Tensor empty_like_layout(const at::Tensor& like, int64_t groups) {
+  auto sizes = like.sizes().vec();
+  sizes[0] = groups;
+  if (like.size(3) > 1 && like.stride(3) != 1 && like.stride(2) == 1)  // (G, b, d, L) memory
+    return at::empty({groups, sizes[1], sizes[3], sizes[2]}, like.options()).transpose(2, 3);
+  return at::empty(sizes, like.options());
+}
+
+// Returns (out, last_state, checkpoints); out is (G, Bt, L, d), or (Bt, L, d) summed over the
+// groups when sum_groups, in u's layout. checkpoints is empty unless save.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_fwd(
+    const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
+    const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& bias,
+    bool softplus, int64_t reverse, bool sum_groups, bool save, int64_t S) {
+  Scan s = make_scan(u, delta, A, B, C, D, z, bias, softplus, reverse, S);
+  auto opts = u.options();
+  at::Tensor out = empty_like_layout(u, sum_groups ? 1 : s.G);
+  s.out = view_of(out);
+  at::Tensor last = at::empty({s.G, s.Bt, s.d, s.n}, opts);
+  s.last = last.data_ptr<float>();
+  at::Tensor ckpt = save ? at::empty({s.G, s.Bt, s.nseg, s.n, s.d}, opts) : at::empty({0}, opts);
+  if (save) s.ckpt = ckpt.data_ptr<float>();
+  const int64_t nblk = (s.d + W - 1) / W;
+  at::parallel_for(0, s.Bt * nblk, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<vf> h(s.n), Av(s.n);
+    for (int64_t task = lo; task < hi; ++task) {
+      const int64_t b = task / nblk, c0 = (task % nblk) * W;
+      const int cnt = (int)std::min<int64_t>(W, s.d - c0);
+      for (int64_t g = 0; g < s.G; ++g) {
+        if (cnt == W && s.n == 16 && s.nonpos)
+          scan_fwd_block<true, 16, true>(s, g, b, c0, cnt, h.data(), Av.data());
+        else if (cnt == W && s.n == 16)
+          scan_fwd_block<true, 16, false>(s, g, b, c0, cnt, h.data(), Av.data());
+        else if (cnt == W)
+          scan_fwd_block<true, 0, false>(s, g, b, c0, cnt, h.data(), Av.data());
+        else
+          scan_fwd_block<false, 0, false>(s, g, b, c0, cnt, h.data(), Av.data());
+      }
+    }
+  });
+  return {sum_groups ? out.squeeze(0) : out, last, ckpt};
+}
+
+// Gradients of scan_fwd. gout is (G, Bt, L, d) or, for a summed output, (1, Bt, L, d).
+// gz_out (same layout as z) receives dL/dz (summed over groups when z's group stride is 0).
+// Returns (gu, gdelta, gA, gB, gC, gD, gbias): gu, gdelta in u's layout; gA (G, d, n), gD and
+// gbias (G, d), summed over batch; gB, gC (G, Bt, L, n).
+std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A,
+                                 const at::Tensor& B, const at::Tensor& C, const std::optional<at::Tensor>& D,
+                                 const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& bias,
+                                 bool softplus, int64_t reverse, const at::Tensor& ckpt, int64_t S,
+                                 const at::Tensor& gout, const std::optional<at::Tensor>& gz_out,
+                                 const std::optional<at::Tensor>& gu_buf, const std::optional<at::Tensor>& gdelta_buf) {
+  Scan s = make_scan(u, delta, A, B, C, D, z, bias, softplus, reverse, S);
+  TORCH_CHECK(ckpt.is_contiguous() && ckpt.dim() == 5 && ckpt.size(2) == s.nseg, "bad checkpoint tensor ",
+              ckpt.sizes());
+  s.ckpt = ckpt.data_ptr<float>();
+  ScanGrads gr;
+  gr.gout = view_of(gout);
+  TORCH_CHECK(z.has_value() == gz_out.has_value(), "gz_out must be given exactly when z is");
+  gr.gz = view_or_null(gz_out);
+  auto opts = u.options();
+  at::Tensor gu = gu_buf.has_value() ? *gu_buf : empty_like_layout(u, s.G);
+  at::Tensor gdelta = gdelta_buf.has_value() ? *gdelta_buf : empty_like_layout(u, s.G);
+  TORCH_CHECK(gu.sizes() == u.sizes() && gdelta.sizes() == u.sizes(), "gradient buffers must have u's shape");
+  gr.gu = view_of(gu);
+  gr.gdelta = view_of(gdelta);
+  const int64_t nblk = (s.d + W - 1) / W;
+  // Enough tasks for every thread; fewer chunks mean fewer channel-sum partials of B and C.
+  const int64_t threads = at::get_num_threads();
+  int64_t chunks = std::min<int64_t>(nblk, std::max<int64_t>(1, (4 * threads + s.Bt - 1) / s.Bt));
+  const int64_t per = (nblk + chunks - 1) / chunks;
+  chunks = (nblk + per - 1) / per;
+  at::Tensor gBp = at::empty({chunks, s.G, s.Bt, s.L, s.n}, opts);
+  at::Tensor gCp = at::empty({chunks, s.G, s.Bt, s.L, s.n}, opts);
+  at::Tensor gAp = at::empty({s.G, s.Bt, s.d, s.n}, opts);
+  at::Tensor gDp = at::empty({s.G, s.Bt, s.d}, opts);
+  at::Tensor gbp = at::empty({s.G, s.Bt, s.d}, opts);
+  gr.gB = gBp.data_ptr<float>();
+  gr.gC = gCp.data_ptr<float>();
+  gr.gA = gAp.data_ptr<float>();
+  gr.gD = gDp.data_ptr<float>();
+  gr.gbias = gbp.data_ptr<float>();
+  gr.chunks = chunks;
+  at::parallel_for(0, s.Bt * chunks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t task = lo; task < hi; ++task) {
+      const int64_t b = task / chunks, chunk = task % chunks;
+      scan_bwd_task(s, gr, b, chunk, chunk * per, std::min(nblk, (chunk + 1) * per));
+    }
+  });
+  at::Tensor gB = chunks == 1 ? gBp.squeeze(0) : gBp.sum(0);
+  at::Tensor gC = chunks == 1 ? gCp.squeeze(0) : gCp.sum(0);
+  return {gu, gdelta, gAp.sum(1), gB, gC, gDp.sum(1), gbp.sum(1)};
+}
+
+// ----------------------------------------------------------------------------------------
+// Depthwise causal conv over positions (+ SiLU): out[i] = act(bias + sum_k w[k] x[i - K + 1 + k])
+// in processing order (reversed positions for a reversed group, i.e. an anti-causal conv).
+
+struct Conv {
+  int64_t G, Bt, L, d, K;
+  View x;
+  const float *w, *bias;  // (G, d, K), (G, d)
+  bool silu;
+  int64_t reverse;
+  int64_t pos(int64_t g, int64_t i) const { return ((reverse >> g) & 1) ? L - 1 - i : i; }
+};
+
+Conv make_conv(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias, bool silu,
+               int64_t reverse) {
+  Conv c;
+  c.x = channels_last_view(x);
+  c.G = w.size(0);
+  c.Bt = x.size(1);
+  c.L = x.size(2);
+  c.d = x.size(3);
+  TORCH_CHECK(x.size(0) == 1 || x.size(0) == c.G, "x must have 1 or G groups");
+  TORCH_CHECK(w.dim() == 3 && w.size(1) == c.d, "conv weight must be (G, d, K), got ", w.sizes());
+  c.K = w.size(2);
+  TORCH_CHECK(c.K >= 1 && c.K <= 64, "conv width must be in 1..64, got ", c.K);
+  c.w = ptr_or_null(w);
+  c.bias = ptr_or_null(bias);
+  c.silu = silu;
+  c.reverse = reverse;
+  return c;
+}
+
+template <bool FULL>
+void conv_params(const Conv& c, int64_t g, int64_t c0, int cnt, vf* wv, vf& bv) {
+  const float* w = c.w + (g * c.d + c0) * c.K;
+  for (int64_t k = 0; k < c.K; ++k) {
+    vf a = vf{};
+    for (int i = 0; i < cnt; ++i) a[i] = w[i * c.K + k];
+    wv[k] = a;
+  }
+  bv = c.bias ? load<FULL>(c.bias + g * c.d + c0, cnt) : vf{};
+}
+
+// KC > 0: the conv width is the compile-time KC (window and weights stay in registers);
+// KC == 0: c.K, in the caller's buffers (at least c.K vectors each).
+template <bool FULL, int KC>
+void conv_fwd_block(const Conv& c, const View& out, int64_t g, int64_t b, int64_t c0, int cnt, vf* wbuf, vf* xbuf) {
+  constexpr bool FIXED = KC > 0;
+  const int64_t K = FIXED ? KC : c.K;
+  vf wl[FIXED ? KC : 1], xl[FIXED ? KC : 1];
+  vf* wv = FIXED ? wl : wbuf;
+  vf* xw = FIXED ? xl : xbuf;
+  vf bv;
+  conv_params<FULL>(c, g, c0, cnt, wv, bv);
+  UNROLL for (int64_t k = 0; k < K; ++k) xw[k] = vf{};
+  const Order o{c.L, bool((c.reverse >> g) & 1)};
+  for (int64_t i = 0; i < c.L; ++i) {
+    const int64_t t = o.pos(i);
+    UNROLL for (int64_t k = 0; k + 1 < K; ++k) xw[k] = xw[k + 1];
+    xw[K - 1] = load<FULL>(c.x.at(g, b, t) + c0, cnt);
+    vf pre = bv;
+    UNROLL for (int64_t k = 0; k < K; ++k) pre += wv[k] * xw[k];
+    if (c.silu) pre *= vsigmoid(pre);
+    store<FULL>(out.at(g, b, t) + c0, pre, cnt);
+  }
+}
+
+// `out`, when given, is a (G, Bt, L, d) buffer to write into (a reused workspace).
+at::Tensor conv_fwd(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& bias, bool silu,
+                    int64_t reverse, const std::optional<at::Tensor>& out_buf) {
+  Conv c = make_conv(x, w, bias, silu, reverse);
+  at::Tensor out = out_buf.has_value() ? *out_buf : at::empty({c.G, c.Bt, c.L, c.d}, x.options());
+  TORCH_CHECK(out.sizes() == at::IntArrayRef({c.G, c.Bt, c.L, c.d}), "conv out buffer has the wrong shape");
+  View ov = channels_last_view(out);
+  const int64_t nblk = (c.d + W - 1) / W;
+  at::parallel_for(0, c.Bt * nblk, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<vf> wv(c.K), xw(c.K);
+    for (int64_t task = lo; task < hi; ++task) {
+      const int64_t b = task / nblk, c0 = (task % nblk) * W;
+      const int cnt = (int)std::min<int64_t>(W, c.d - c0);
+      for (int64_t g = 0; g < c.G; ++g) {
+        if (cnt == W && c.K == 4)
+          conv_fwd_block<true, 4>(c, ov, g, b, c0, cnt, wv.data(), xw.data());
+        else if (cnt == W)
+          conv_fwd_block<true, 0>(c, ov, g, b, c0, cnt, wv.data(), xw.data());
+        else
+          conv_fwd_block<false, 0>(c, ov, g, b, c0, cnt, wv.data(), xw.data());
+      }
+    }
+  });
+  return out;
+}
+
+template <bool FULL, int KC>
+void conv_bwd_block(const Conv& c, const View& gout, const View& gx, float* gw, float* gb, int64_t g, int64_t b,
+                    int64_t c0, int cnt, vf* wbuf, vf* xbuf, vf* abuf, vf* gbuf) {
+  constexpr bool FIXED = KC > 0;
+  const int64_t K = FIXED ? KC : c.K;
+  vf wl[FIXED ? KC : 1], xl[FIXED ? KC : 1], al[FIXED ? KC : 1], gl[FIXED ? KC : 1];
+  vf* wv = FIXED ? wl : wbuf;
+  vf* xw = FIXED ? xl : xbuf;
+  vf* acc = FIXED ? al : abuf;
+  vf* gwv = FIXED ? gl : gbuf;
+  vf bv;
+  conv_params<FULL>(c, g, c0, cnt, wv, bv);
+  const bool add = g > 0 && gx.g == 0;
+  UNROLL for (int64_t k = 0; k < K; ++k) xw[k] = acc[k] = gwv[k] = vf{};
+  vf gbv = vf{};
+  const Order o{c.L, bool((c.reverse >> g) & 1)};
+  // acc[k] collects dL/dx at processing position i - K + 1 + k; acc[0] is complete after step i.
+  for (int64_t i = 0; i < c.L; ++i) {
+    const int64_t t = o.pos(i);
+    UNROLL for (int64_t k = 0; k + 1 < K; ++k) xw[k] = xw[k + 1];
+    xw[K - 1] = load<FULL>(c.x.at(g, b, t) + c0, cnt);
+    vf pre = bv;
+    UNROLL for (int64_t k = 0; k < K; ++k) pre += wv[k] * xw[k];
+    vf gp = load<FULL>(gout.at(g, b, t) + c0, cnt);
+    if (c.silu) {
+      const vf sg = vsigmoid(pre);
+      gp *= sg * (1.0f + pre * (1.0f - sg));
+    }
+    gbv += gp;
+    UNROLL for (int64_t k = 0; k < K; ++k) {
+      gwv[k] += gp * xw[k];
+      acc[k] += gp * wv[k];
+    }
+    const int64_t done = i - K + 1;
+    if (done >= 0) put<FULL>(gx.at(g, b, o.pos(done)) + c0, acc[0], cnt, add);
+    UNROLL for (int64_t k = 0; k + 1 < K; ++k) acc[k] = acc[k + 1];
+    acc[K - 1] = vf{};
+  }
+  for (int64_t k = 0; k + 1 < K; ++k) {
+    const int64_t p = c.L - K + 1 + k;
+    if (p >= 0) put<FULL>(gx.at(g, b, o.pos(p)) + c0, acc[k], cnt, add);
+  }
+  for (int i = 0; i < cnt; ++i) {
+    for (int64_t k = 0; k < K; ++k) gw[(c0 + i) * K + k] = gwv[k][i];
+    if (gb) gb[c0 + i] = gbv[i];
+  }
+}
+
+// Gradients of conv_fwd: writes dL/dx into gx (x's layout; summed over groups when its group
+// stride is 0) and returns (gw (G, d, K), gbias (G, d)), summed over batch.
+std::tuple<at::Tensor, at::Tensor> conv_bwd(const at::Tensor& x, const at::Tensor& w,
+                                            const std::optional<at::Tensor>& bias, bool silu, int64_t reverse,
+                                            const at::Tensor& gout, const at::Tensor& gx) {
+  Conv c = make_conv(x, w, bias, silu, reverse);
+  View go = channels_last_view(gout), gxv = channels_last_view(gx);
+  TORCH_CHECK(gx.size(0) == x.size(0), "gx must have x's group count");
+  auto opts = x.options();
+  at::Tensor gwp = at::empty({c.Bt, c.G, c.d, c.K}, opts);
+  at::Tensor gbp = at::zeros({c.Bt, c.G, c.d}, opts);
+  const int64_t nblk = (c.d + W - 1) / W;
+  at::parallel_for(0, c.Bt * nblk, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<vf> wv(c.K), xw(c.K), acc(c.K), gwv(c.K);
+    for (int64_t task = lo; task < hi; ++task) {
+      const int64_t b = task / nblk, c0 = (task % nblk) * W;
+      const int cnt = (int)std::min<int64_t>(W, c.d - c0);
+      for (int64_t g = 0; g < c.G; ++g) {
+        float* gw = gwp.data_ptr<float>() + (b * c.G + g) * c.d * c.K;
+        float* gb = c.bias ? gbp.data_ptr<float>() + (b * c.G + g) * c.d : nullptr;
+        if (cnt == W && c.K == 4)
+          conv_bwd_block<true, 4>(c, go, gxv, gw, gb, g, b, c0, cnt, wv.data(), xw.data(), acc.data(), gwv.data());
+        else if (cnt == W)
+          conv_bwd_block<true, 0>(c, go, gxv, gw, gb, g, b, c0, cnt, wv.data(), xw.data(), acc.data(), gwv.data());
+        else
+          conv_bwd_block<false, 0>(c, go, gxv, gw, gb, g, b, c0, cnt, wv.data(), xw.data(), acc.data(), gwv.data());
+      }
+    }
+  });
+  return {gwp.sum(0), gbp.sum(0)};
+}
+
+int64_t vector_width() { return W; }
+
+}  // namespace
+
+TORCH_LIBRARY(dnadiff_cpu, m) {
+  m.def(
+      "scan_fwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? bias, "
+      "bool softplus, int reverse, bool sum_groups, bool save, int segment) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "scan_bwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? bias, "
+      "bool softplus, int reverse, Tensor ckpt, int segment, Tensor gout, Tensor(a!)? gz_out, "
+      "Tensor(b!)? gu_buf=None, Tensor(c!)? gdelta_buf=None) -> Tensor[]");
+  m.def("conv_fwd(Tensor x, Tensor w, Tensor? bias, bool silu, int reverse, Tensor(a!)? out=None) -> Tensor");
+  m.def(
+      "conv_bwd(Tensor x, Tensor w, Tensor? bias, bool silu, int reverse, Tensor gout, Tensor(a!) gx) "
+      "-> (Tensor, Tensor)");
+  m.def("vector_width() -> int", &vector_width);
+}
+
+TORCH_LIBRARY_IMPL(dnadiff_cpu, CPU, m) {
+  m.impl("scan_fwd", &scan_fwd);
+  m.impl("scan_bwd", &scan_bwd);
+  m.impl("conv_fwd", &conv_fwd);
+  m.impl("conv_bwd", &conv_bwd);
+}

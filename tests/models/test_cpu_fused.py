@@ -1,0 +1,429 @@
+"""The ``cpu_fused`` backend (dnadiff.models.kernels): the fused C++ scan and mixer against the
+sequential ``ref`` scan, outputs and the gradient of every input and parameter.
+
+Tolerance (fp32): rtol 1e-5, atol 1e-6 after scaling both sides by the reference's largest
+magnitude (at least 1); the kernel reorders float sums and evaluates exp/log/sigmoid with its
+own polynomials (about 1 ulp), so differences are at the 1e-7 level.
+
+Also: the layouts the kernel reads (position-contiguous, channels-last, arbitrary strides), the
+backward segment length, multi-threading, ``auto`` and ``DNADIFF_SCAN_BACKEND``, the fallback
+to ``torch`` when the kernels cannot be built, a forked data-loader worker, DDP (gloo, two
+processes), the whole Caduceus-PS LM on real hg38 windows, and that the inference paths
+(evaluation forward, both ancestral samplers incl. the cached one's per-row calls, the
+fine-tuning classifier, the sample-metrics oracle) run on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pyfaidx import Fasta
+
+import dnadiff.models.kernels.cpu_fused as cpu_fused
+from dnadiff import Tokenizer
+from dnadiff.models import BiMamba, Mamba, build_model
+from dnadiff.models.kernels.scan import (
+    BACKEND_ENV,
+    ScanBackendError,
+    available_backends,
+    resolve_backend,
+    selective_scan,
+    selective_scan_ref,
+)
+from tests.models.test_cpu_fused_fallback import _run_fallback
+
+RTOL, ATOL = 1e-5, 1e-6
+REPO = Path(__file__).resolve().parents[2]
+WHY = cpu_fused.cpu_fused_unavailable_reason()
+pytestmark = pytest.mark.skipif(bool(WHY), reason=f"cpu_fused kernels unavailable here: {WHY}")
+
+
+def make_inputs(b: int, d: int, n: int, length: int, decay: float = 1.0, with_d: bool = True,
+                with_z: bool = True, with_bias: bool = True, seed: int = 0) -> dict:
+    """Random scan inputs (leaf tensors requiring grad); ``decay`` scales -A."""
+    g = torch.Generator().manual_seed(1000 + 7 * length + 13 * d + n + seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    xs = {
+        "u": r(b, d, length), "delta": 0.5 * r(b, d, length),
+        "A": -decay * (0.1 + 2 * torch.rand(d, n, generator=g)),
+        "B": r(b, n, length), "C": r(b, n, length),
+        "D": r(d) if with_d else None, "z": r(b, d, length) if with_z else None,
+        "delta_bias": 0.3 * r(d) if with_bias else None,
+    }
+    return {k: (v.requires_grad_() if v is not None else None) for k, v in xs.items()}
+
+
+def outputs_and_grads(fn, xs: dict, seed: int = 7, **kw) -> tuple[torch.Tensor, dict]:
+    """fn(**xs) and the gradient of <out, w> (w fixed random) w.r.t. every given input."""
+    out = fn(**xs, **kw)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    given = {k: v for k, v in xs.items() if v is not None}
+    grads = torch.autograd.grad((out * w).sum(), list(given.values()))
+    return out, dict(zip(given, grads))
+
+
+def assert_close_scaled(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    scale = b.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(a / scale, b / scale, rtol=RTOL, atol=ATOL, msg=lambda m: f"{what}: {m}")
+
+
+def check_scan(xs: dict, softplus: bool, **kw) -> None:
+    ref_out, ref_g = outputs_and_grads(selective_scan_ref, xs, delta_softplus=softplus)
+    out, g = outputs_and_grads(selective_scan, xs, delta_softplus=softplus, backend="cpu_fused", **kw)
+    assert out.shape == ref_out.shape and out.dtype == ref_out.dtype
+    assert_close_scaled(out, ref_out, "output")
+    assert set(g) == set(ref_g)
+    for name in ref_g:
+        assert_close_scaled(g[name], ref_g[name], f"grad of {name}")
+
+
+# Shapes: d below, at and above a SIMD block (8 or 16 channels) and partial blocks; L = 1, below,
+# at and across the 16-position tiles and 32-position backward segments, not powers of two;
+# d_state 1..64 (16 has its own unrolled code path).
+SHAPES = [
+    (1, 1, 1, 1, True, {}),
+    (3, 4, 2, 1, True, {}),
+    (2, 3, 4, 37, True, {}),
+    (1, 5, 16, 100, False, {}),
+    (2, 16, 16, 16, True, {}),
+    (2, 17, 3, 33, True, {"with_z": False}),
+    (1, 24, 8, 257, True, {}),
+    (2, 33, 16, 65, False, {"with_bias": False}),
+    (1, 40, 32, 50, True, {"with_d": False}),
+    (2, 6, 3, 65, True, {"with_d": False, "with_z": False, "with_bias": False}),
+    (1, 20, 64, 47, True, {}),
+    (2, 64, 16, 130, True, {}),
+]
+
+
+@pytest.mark.parametrize("b,d,n,length,softplus,opts", SHAPES)
+def test_scan_matches_ref(b, d, n, length, softplus, opts) -> None:
+    check_scan(make_inputs(b, d, n, length, **opts), softplus)
+
+
+def test_last_state_matches_ref() -> None:
+    for b, d, n, length in [(2, 3, 4, 29), (1, 17, 16, 64), (2, 20, 7, 1)]:
+        xs = make_inputs(b, d, n, length)
+        with torch.no_grad():
+            out, last = selective_scan(**xs, delta_softplus=True, return_last_state=True, backend="cpu_fused")
+            ref_out, ref_last = selective_scan_ref(**xs, delta_softplus=True, return_last_state=True)
+        assert last.shape == (b, d, n) and last.dtype == torch.float32
+        assert_close_scaled(last, ref_last, "last state")
+        assert_close_scaled(out, ref_out, "output")
+    # with gradients enabled too (the autograd path returns the state, not differentiable)
+    xs = make_inputs(1, 17, 16, 40)
+    out, last = selective_scan(**xs, delta_softplus=True, return_last_state=True, backend="cpu_fused")
+    assert out.requires_grad and not last.requires_grad
+
+
+@pytest.mark.parametrize("segment", [1, 5, 16, 48, 1000])
+def test_backward_segment_length_changes_nothing(segment) -> None:
+    xs = make_inputs(2, 20, 6, 101)
+    ref_out, ref_g = outputs_and_grads(selective_scan_ref, xs, delta_softplus=True)
+    out, g = outputs_and_grads(cpu_fused.selective_scan_cpu_fused, xs, delta_softplus=True, segment=segment)
+    assert_close_scaled(out, ref_out, "output")
+    for name in ref_g:
+        assert_close_scaled(g[name], ref_g[name], f"grad of {name}")
+
+
+def test_layouts_channels_last_and_odd_strides() -> None:
+    """The kernel reads (b, d, L) views of channels-last memory and arbitrary strides in place."""
+    base = make_inputs(2, 24, 5, 41)
+    ref_out, ref_g = outputs_and_grads(selective_scan_ref, base, delta_softplus=True)
+    for layout in ("channels_last", "strided"):
+        xs = {}
+        for k, v in base.items():
+            if v is None or v.dim() != 3:
+                xs[k] = v
+            elif layout == "channels_last":  # (b, L, k) memory viewed as (b, k, L)
+                xs[k] = v.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+            else:  # every other element of a larger buffer
+                big = torch.zeros(v.shape[0], v.shape[1], 2 * v.shape[2])
+                big[..., ::2] = v.detach()
+                xs[k] = big[..., ::2].requires_grad_()
+        out, g = outputs_and_grads(selective_scan, xs, delta_softplus=True, backend="cpu_fused")
+        assert_close_scaled(out, ref_out, f"{layout} output")
+        for name in ref_g:
+            assert_close_scaled(g[name], ref_g[name], f"{layout} grad of {name}")
+
+
+def test_long_sequence_strong_decay_is_stable() -> None:
+    """delta*A sums to about -1e4 over the sequence: no overflow, no NaN, same as ref."""
+    xs = make_inputs(1, 3, 4, 3000, decay=5.0)
+    with torch.no_grad():
+        dt = F.softplus(xs["delta"] + xs["delta_bias"][None, :, None])
+        assert (dt.sum(-1)[..., None] * xs["A"]).min().item() < -1e4
+    check_scan(xs, softplus=True)
+
+
+def test_bf16_inputs_keep_dtype() -> None:
+    xs = make_inputs(1, 20, 3, 30)
+    xs = {k: (v.detach().bfloat16() if k in ("u", "delta", "z") else v) for k, v in xs.items()}
+    out = selective_scan(**xs, delta_softplus=True, backend="cpu_fused")
+    ref = selective_scan_ref(**xs, delta_softplus=True)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref.float(), rtol=1e-2, atol=1e-2)
+
+
+def test_two_threads_match_one_thread() -> None:
+    """Forward tasks do not depend on the thread count (bitwise); backward sums in another order."""
+    xs = make_inputs(3, 40, 16, 70)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, g1 = outputs_and_grads(selective_scan, xs, delta_softplus=True, backend="cpu_fused")
+        torch.set_num_threads(2)
+        two, g2 = outputs_and_grads(selective_scan, xs, delta_softplus=True, backend="cpu_fused")
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+    for name in g1:
+        assert_close_scaled(g2[name], g1[name], f"grad of {name}")
+
+
+# ---------------------------------------------------------------- mixers (conv + projections + scan)
+def _randomize(module: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+def _module_grads(module: torch.nn.Module, h: torch.Tensor, backend: str) -> tuple[torch.Tensor, dict]:
+    for m in module.modules():
+        if hasattr(m, "scan_backend"):
+            m.scan_backend = backend
+    out = module(h)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5))
+    named = dict(module.named_parameters())
+    grads = torch.autograd.grad((out * w).sum(), [h, *named.values()])
+    return out, dict(zip(["input", *named], grads))
+
+
+SSM = dict(d_inner=40, d_state=8, d_conv=4, dt_rank=2)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: Mamba(16, **SSM), id="mamba"),
+        pytest.param(lambda: Mamba(16, bias=True, **{**SSM, "d_conv": 3}), id="mamba-bias-conv3"),
+        pytest.param(lambda: BiMamba(16, **SSM), id="bimamba-tied"),
+        pytest.param(lambda: BiMamba(16, bias=True, **{**SSM, "d_state": 16}), id="bimamba-tied-bias-n16"),
+        pytest.param(lambda: BiMamba(16, weight_tie=False, bias=True, **SSM), id="bimamba-untied-bias"),
+        pytest.param(lambda: BiMamba(16, **{**SSM, "conv_bias": False, "d_conv": 2}), id="bimamba-noconvbias"),
+    ],
+)
+def test_fused_mixer_matches_ref(make) -> None:
+    """The fused CPU mixer (one node for conv, x_proj, dt_proj, scan, gate; both directions of a
+    BiMamba in one call, the reverse one walking backwards) equals the plain modules on ref."""
+    module = make()
+    _randomize(module, seed=11)
+    h = torch.randn(3, 37, 16, requires_grad=True)
+    ref, ref_g = _module_grads(module, h, "ref")
+    calls = []
+    real = cpu_fused.fused_mixer_cpu
+    cpu_fused.fused_mixer_cpu = lambda xz, *a: calls.append(xz.shape) or real(xz, *a)
+    try:
+        out, g = _module_grads(module, h, "cpu_fused")
+    finally:
+        cpu_fused.fused_mixer_cpu = real
+    assert len(calls) == 1, "both directions should go through one fused call"
+    assert_close_scaled(out, ref, "output")
+    assert set(g) == set(ref_g)
+    for name in ref_g:
+        assert_close_scaled(g[name], ref_g[name], f"grad of {name}")
+
+
+def test_fused_mixer_under_bf16_autocast_runs_fp32_inside() -> None:
+    """CPU autocast (bf16 matmuls around the mixer) leaves the fused node in fp32: it runs, its
+    output is bf16 like the projections around it, and the gradients are finite."""
+    module = BiMamba(16, **SSM)
+    h = torch.randn(2, 21, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for m in module.modules():
+            if hasattr(m, "scan_backend"):
+                m.scan_backend = "cpu_fused"
+        out = module(h)
+    assert out.dtype == torch.bfloat16
+    out.float().square().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters())
+    with torch.no_grad():
+        for m in module.modules():
+            if hasattr(m, "scan_backend"):
+                m.scan_backend = "ref"
+        ref = module(h)
+    torch.testing.assert_close(out.float(), ref, rtol=5e-2, atol=5e-2)
+
+
+@pytest.fixture(scope="module")
+def hg38_ids(hg38_fasta: Path) -> torch.Tensor:
+    chrom = Fasta(str(hg38_fasta))["chr2"]
+    return Tokenizer().encode_batch([str(chrom[s : s + 150]) for s in (20_000, 777_777, 1_234_567)])
+
+
+@pytest.mark.parametrize("swap", [False, True], ids=["plain", "rcps_swap_halves"])
+def test_caduceus_ps_lm_on_hg38_matches_ref_and_stays_rc_equivariant(hg38_ids, tokenizer, swap) -> None:
+    """The whole RC-equivariant LM (d_model 32, 2 layers) on real windows: logits and the gradient
+    of every parameter equal the ref scan's, and logits(rc(x)) = flip(logits(x))[..., comp]; also
+    with the halves-swapped RCPS wiring of the Hugging Face checkpoints (run in the stacked layout)."""
+    model = build_model("caduceus_ps", d_model=32, n_layer=2, rcps_swap_halves=swap)
+    _randomize(model, seed=2)
+    results = {}
+    for backend in ("ref", "cpu_fused"):
+        model.scan_backend = backend
+        logits = model(hg38_ids)
+        loss = F.cross_entropy(logits.flatten(0, 1), hg38_ids.flatten())
+        results[backend] = (logits.detach(), torch.autograd.grad(loss, list(model.parameters())))
+    assert_close_scaled(results["cpu_fused"][0], results["ref"][0], "logits")
+    for name, g, g_ref in zip(dict(model.named_parameters()), results["cpu_fused"][1], results["ref"][1]):
+        assert_close_scaled(g, g_ref, f"grad of {name}")
+    with torch.no_grad():
+        rc_logits = model(tokenizer.reverse_complement(hg38_ids))
+    expected = results["cpu_fused"][0].flip(1)[..., model.complement_map[: model.vocab_size]]
+    torch.testing.assert_close(rc_logits, expected, rtol=1e-5, atol=1e-5)
+    assert (rc_logits - results["cpu_fused"][0]).abs().max() > 1e-2  # not vacuous
+
+
+# ---------------------------------------------------------------- backend selection and fallback
+def test_auto_picks_cpu_fused_and_the_env_switch_forces_another(monkeypatch) -> None:
+    x = torch.zeros(1, 2, 3)
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    assert resolve_backend("auto", x) == "cpu_fused"
+    assert "cpu_fused" in available_backends()
+    assert resolve_backend("auto", x, d_state=300) == "torch"  # beyond the kernel's 256 states
+    assert resolve_backend("ref", x) == "ref"
+    monkeypatch.setenv(BACKEND_ENV, "torch")
+    assert resolve_backend("auto", x) == "torch"
+    assert resolve_backend("cpu_fused", x) == "cpu_fused"  # an explicit choice stays
+    monkeypatch.setenv(BACKEND_ENV, "fastest")
+    with pytest.raises(ValueError, match=f"{BACKEND_ENV}='fastest' is not a scan backend"):
+        resolve_backend("auto", x)
+
+
+def test_cpu_fused_refuses_non_cpu_tensors_in_one_line() -> None:
+    xs = {k: (v.detach().to("meta") if v is not None else None) for k, v in make_inputs(1, 2, 3, 5).items()}
+    with pytest.raises(ScanBackendError, match="needs CPU tensors, got tensors on meta"):
+        selective_scan(**xs, backend="cpu_fused")
+
+
+def test_build_is_cached_and_loads_in_a_fresh_process(tmp_path: Path) -> None:
+    """First use compiles into the cache directory; a second process loads the same library."""
+    first = _run_fallback(tmp_path)
+    libs = sorted((tmp_path / "cache" / "kernels").glob("*.so"))
+    assert first["backend"] == "cpu_fused" and first["same"] and not first["notes"] and len(libs) == 1
+    stamp = libs[0].stat().st_mtime_ns
+    second = _run_fallback(tmp_path)
+    assert second["backend"] == "cpu_fused" and libs[0].stat().st_mtime_ns == stamp
+
+
+# ---------------------------------------------------------------- forked workers, DDP
+class _ModelOutputs(torch.utils.data.Dataset):
+    """Each item runs the model (cpu_fused) inside the data-loader worker. Workers keep torch's
+    one intra-op thread: GNU OpenMP cannot start a thread team in a forked child of a process
+    that has used one (torch's own ops hang there too), and the kernels run on torch's runtime."""
+
+    def __init__(self, model: torch.nn.Module, ids: torch.Tensor) -> None:
+        self.model, self.ids = model, ids
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[str, torch.Tensor]:
+        with torch.no_grad():
+            return resolve_backend("auto", self.ids), self.model(self.ids[i : i + 1])[0]
+
+
+def test_forked_dataloader_workers_run_the_kernel(monkeypatch, hg38_ids) -> None:
+    monkeypatch.delenv(BACKEND_ENV, raising=False)  # auto, as in a user's run (the workers inherit it)
+    model = build_model("caduceus_ps", d_model=32, n_layer=2).eval()
+    with torch.no_grad():
+        expected = model(hg38_ids)  # the parent has loaded the kernels before forking
+    loader = torch.utils.data.DataLoader(_ModelOutputs(model, hg38_ids), batch_size=None, num_workers=2,
+                                         multiprocessing_context="fork")
+    got = list(loader)
+    assert [b for b, _ in got] == ["cpu_fused"] * hg38_ids.shape[0]
+    for i, (_, logits) in enumerate(got):
+        torch.testing.assert_close(logits, expected[i], rtol=1e-5, atol=1e-6)
+
+
+def _ddp_rank(rank: int, world: int, port: int, ids: torch.Tensor, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("caduceus_ps", d_model=16, n_layer=2, scan_backend="cpu_fused")
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    part = ids.chunk(world)[rank]
+    logits = ddp(part)
+    F.cross_entropy(logits.flatten(0, 1), part.flatten()).backward()
+    grads = {k: p.grad for k, p in model.named_parameters()}
+    torch.save({"grads": grads, "backend": resolve_backend("auto", part)}, Path(out_dir) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_average_the_full_batch_gradient(tmp_path: Path, hg38_ids) -> None:
+    """Two gloo ranks on the kernel, half the batch each: DDP's averaged gradient equals one
+    process's gradient of the mean loss over the whole batch on the ref scan."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    ids = hg38_ids[:2, :64]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_rank, args=(2, port, ids, str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    model = build_model("caduceus_ps", d_model=16, n_layer=2, scan_backend="ref")
+    logits = model(ids)
+    F.cross_entropy(logits.flatten(0, 1), ids.flatten()).backward()
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for name, p in model.named_parameters():
+            assert_close_scaled(got["grads"][name], p.grad, f"rank {rank} grad of {name}")
+
+
+# ---------------------------------------------------------------- inference paths
+def test_inference_paths_run_on_the_fused_kernel(monkeypatch, hg38_ids) -> None:
+    """Evaluation forward, plain and cached ancestral sampling (the latter on subsets of rows),
+    the fine-tuning classifier and the sample-metrics oracle all go through the fused mixer."""
+    from dnadiff.metrics.oracle import classifier_outputs
+    from dnadiff.models.heads import SequenceClassifier
+    from dnadiff.objectives.schedules import build_schedule
+    from dnadiff.sampling import Denoiser, all_mask, ancestral_sample
+    from dnadiff.finetuning.loop import predict_proba
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    batches: list[int] = []
+    real = cpu_fused.fused_mixer_cpu
+    monkeypatch.setattr(cpu_fused, "fused_mixer_cpu", lambda xz, *a: batches.append(xz.shape[0]) or real(xz, *a))
+    tok = Tokenizer()
+    model = build_model("caduceus_ps", d_model=16, n_layer=1).eval()
+
+    def count(fn) -> list[int]:
+        batches.clear()
+        fn()
+        return list(batches)
+
+    with torch.no_grad():
+        assert count(lambda: model(hg38_ids))
+    sched = build_schedule("loglinear")
+    gen = torch.Generator().manual_seed(0)
+    plain = count(lambda: ancestral_sample(Denoiser(model, tok.mask_id), all_mask(4, 12, tok.mask_id), 12, sched,
+                                           tok.mask_id, generator=gen))
+    cached = count(lambda: ancestral_sample(Denoiser(model, tok.mask_id), all_mask(4, 12, tok.mask_id), 12, sched,
+                                            tok.mask_id, cache=True, generator=gen))
+    assert plain and cached
+    assert min(cached) < 2 * 4, "the cached sampler should have run the network on a subset of rows"
+    clf = SequenceClassifier(model, num_classes=2)
+    assert count(lambda: predict_proba(clf, hg38_ids))
+    clf.train()
+    assert count(lambda: F.cross_entropy(clf(hg38_ids), torch.tensor([0, 1, 0])).backward())
+    assert count(lambda: classifier_outputs(clf.eval(), ["ACGTACGTAC", "TTGACCAGTA"]))
