@@ -70,17 +70,19 @@ EVAL_TESTS = "tests/metrics/test_evaluation.py"
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "a_sampler_all_mask_input",
-        "the ancestral sampler feeds the network the all-mask sequence instead of the partly unmasked z",
-        "dnadiff/sampling/ancestral.py",
-        (("fresh = denoiser(z, t, None)", "fresh = denoiser(torch.full_like(z, mask_id), t, None)"),
-         ("fresh = denoiser(z[rows], t, rows)", "fresh = denoiser(torch.full_like(z[rows], mask_id), t, rows)")),
+        "the samplers feed the network the all-mask sequence instead of the partly unmasked z",
+        "dnadiff/sampling/calls.py",
+        (("fresh = self.denoiser(z, t, None) if rows.numel() == batch else self.denoiser(z[rows], t, rows)",
+          "fresh = self.denoiser(torch.full_like(z, MASK_ID), t, None) if rows.numel() == batch "
+          "else self.denoiser(torch.full_like(z[rows], MASK_ID), t, rows)"),
+         ("import torch\n", "import torch\n\nfrom dnadiff.tokenizer import Tokenizer\n\nMASK_ID = Tokenizer().mask_id\n")),
         (EXACT_CHAIN,),
     ),
     Mutation(
         "b_cache_never_refreshed",
         "the cached sampler never refreshes x_theta after its first call",
-        "dnadiff/sampling/ancestral.py",
-        (("stale |= unmask.any(-1)", "stale |= torch.zeros_like(stale)"),),
+        "dnadiff/sampling/calls.py",
+        (("self.stale |= rows", "self.stale |= torch.zeros_like(rows)"),),
         (EXACT_CHAIN,),
     ),
     Mutation(

@@ -23,21 +23,12 @@ same seed they return the same sequences.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from dnadiff.objectives.schedules import NoiseSchedule
-from dnadiff.sampling.common import (
-    SampleOutput,
-    check_precision,
-    check_sampling_args,
-    draw_uniforms,
-    filter_log_probs,
-    sample_categorical,
-)
+from dnadiff.sampling.calls import DenoiserCalls, DenoiserFn
+from dnadiff.sampling.common import SampleOutput, check_precision, check_sampling_args, draw_tokens, draw_uniforms
 
-DenoiserFn = Callable[..., torch.Tensor]
 FINAL_MODES = ("sample", "argmax")
 
 
@@ -77,52 +68,23 @@ def ancestral_sample(
     z = z_init.clone()
     batch, length = z.shape
     device = z.device
-    use_cache = cache and not getattr(denoiser, "time_conditioned", False)
-    log_x: torch.Tensor | None = None
-    stale = torch.ones(batch, dtype=torch.bool, device=device)
-    nfe = 0
-    nfe_rows = torch.zeros(batch, dtype=torch.long, device=device)
+    calls = DenoiserCalls(denoiser, batch, device, cache, temperature, top_p, dtype)
     counts = [(z == mask_id).sum()]
     for i in range(steps, 0, -1):
         t_val, s_val = i / steps, (i - 1) / steps
         u_unmask = torch.rand((batch, length), generator=generator, device=device)
         u_token = draw_uniforms((batch, length), generator, device, precision)
         masked = z == mask_id
-        if use_cache:
-            need = stale & masked.any(-1)
-        else:
-            need = torch.ones(batch, dtype=torch.bool, device=device)
-        if bool(need.any()):
-            rows = need.nonzero().squeeze(-1)
-            t = torch.full((rows.numel(),), t_val, device=device)
-            if rows.numel() == batch:
-                fresh = denoiser(z, t, None)
-            else:
-                fresh = denoiser(z[rows], t, rows)
-            fresh = filter_log_probs(fresh.to(dtype), temperature, top_p)
-            if rows.numel() == batch:
-                log_x = fresh.clone() if use_cache else fresh
-            else:
-                if log_x is None:
-                    log_x = fresh.new_zeros((batch, *fresh.shape[1:]))
-                log_x[rows] = fresh
-            nfe += 1
-            nfe_rows += need.long()
-            stale &= ~need
+        log_x = calls.get(z, t_val, masked.any(-1))
         a_t = schedule.alpha(torch.tensor(t_val, device=device))
         a_s = schedule.alpha(torch.tensor(s_val, device=device))
         p_unmask = (a_s - a_t) / (1.0 - a_t) if i > 1 else torch.tensor(1.0, device=device)
         unmask = masked & (u_unmask < p_unmask)
         if log_x is not None and bool(unmask.any()):
-            z = z.clone()
-            # Tokens are drawn only where they are used (row-wise, so the same values as drawing everywhere).
-            if i == 1 and final == "argmax":
-                z[unmask] = log_x[unmask].argmax(-1)
-            else:
-                z[unmask] = sample_categorical(log_x[unmask], u_token[unmask], precision)
-        stale |= unmask.any(-1)
+            z = draw_tokens(z, unmask, log_x, u_token, i == 1 and final == "argmax", precision)
+        calls.changed(unmask.any(-1))
         counts.append((z == mask_id).sum())
-    return SampleOutput(z, nfe, nfe_rows, steps, torch.stack(counts).cpu())
+    return SampleOutput(z, calls.nfe, calls.nfe_rows, steps, torch.stack(counts).cpu())
 
 
 def all_mask(num_samples: int, length: int, mask_id: int, device: torch.device | str = "cpu") -> torch.Tensor:

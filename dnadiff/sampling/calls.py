@@ -43,9 +43,12 @@ class DenoiserCalls:
             t = torch.full((rows.numel(),), t_val, device=z.device)
             fresh = self.denoiser(z, t, None) if rows.numel() == batch else self.denoiser(z[rows], t, rows)
             fresh = filter_log_probs(fresh.to(self.dtype), self.temperature, self.top_p)
-            if self.log_x is None:
-                self.log_x = fresh.new_zeros((batch, *fresh.shape[1:]))
-            self.log_x[rows] = fresh
+            if rows.numel() == batch:  # cached rows are later updated in place: keep our own copy
+                self.log_x = fresh.clone() if self.use_cache else fresh
+            else:
+                if self.log_x is None:
+                    self.log_x = fresh.new_zeros((batch, *fresh.shape[1:]))
+                self.log_x[rows] = fresh
             self.nfe += 1
             self.nfe_rows += need.long()
             self.stale &= ~need

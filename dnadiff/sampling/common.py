@@ -105,3 +105,13 @@ def make_generator(seed: int | None, device: torch.device | str) -> torch.Genera
     else:
         gen.manual_seed(int(seed))
     return gen
+
+
+def draw_tokens(z: torch.Tensor, where: torch.Tensor, log_x: torch.Tensor, uniforms: torch.Tensor,
+                argmax: bool = False, precision: str = "float32") -> torch.Tensor:
+    """A copy of z with the positions ``where`` filled from log x_theta: its argmax, or a draw with
+    the given uniforms. Tokens are drawn only where they are used (row-wise, so the values equal
+    drawing everywhere)."""
+    z = z.clone()
+    z[where] = log_x[where].argmax(-1) if argmax else sample_categorical(log_x[where], uniforms[where], precision)
+    return z

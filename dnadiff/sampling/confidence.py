@@ -54,7 +54,7 @@ import torch
 from dnadiff.objectives.schedules import NoiseSchedule
 from dnadiff.sampling.ancestral import DenoiserFn, _check
 from dnadiff.sampling.calls import DenoiserCalls
-from dnadiff.sampling.common import SampleOutput, check_precision, check_sampling_args, draw_uniforms, sample_categorical
+from dnadiff.sampling.common import SampleOutput, check_precision, check_sampling_args, draw_tokens, draw_uniforms
 
 SCORES = ("max_prob", "margin", "neg_entropy")
 
@@ -177,11 +177,7 @@ def confidence_sample(
             if noise is not None:
                 conf = conf + gumbel * noise
             chosen = select_spaced(conf + priority, masked, k, min_gap)
-            z = z.clone()
-            if last and final == "argmax":
-                z[chosen] = log_x[chosen].argmax(-1)
-            else:
-                z[chosen] = sample_categorical(log_x[chosen], u_token[chosen], precision)
+            z = draw_tokens(z, chosen, log_x, u_token, last and final == "argmax", precision)
             calls.changed(chosen.any(-1))
         counts.append((z == mask_id).sum())
         i, taken = i - 1, taken + 1

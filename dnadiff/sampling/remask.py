@@ -39,7 +39,7 @@ import torch
 from dnadiff.objectives.schedules import NoiseSchedule
 from dnadiff.sampling.ancestral import DenoiserFn, _check
 from dnadiff.sampling.calls import DenoiserCalls
-from dnadiff.sampling.common import SampleOutput, check_precision, check_sampling_args, draw_uniforms, sample_categorical
+from dnadiff.sampling.common import SampleOutput, check_precision, check_sampling_args, draw_tokens, draw_uniforms
 
 STRATEGIES = ("cap", "rescale", "conf", "loop")
 
@@ -136,11 +136,7 @@ def remask_sample(
         unmask = masked & (u_move < p_unmask)
         remask = ~masked & ~fixed & (u_move < sigma)
         if log_x is not None and bool(unmask.any()):
-            z = z.clone()
-            if i == 1 and final == "argmax":
-                z[unmask] = log_x[unmask].argmax(-1)
-            else:
-                z[unmask] = sample_categorical(log_x[unmask], u_token[unmask], precision)
+            z = draw_tokens(z, unmask, log_x, u_token, i == 1 and final == "argmax", precision)
             if strategy == "conf":
                 prob = log_x[unmask].gather(-1, z[unmask].unsqueeze(-1)).squeeze(-1).double().exp()
                 psi = psi.clone()
