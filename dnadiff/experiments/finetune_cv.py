@@ -34,6 +34,7 @@ from dnadiff.experiments.record import RESULTS, machine_info, write_results
 from dnadiff.finetuning.config import CNNConfig, FinetuneConfig, FitConfig
 
 
+REFERENCE = "Genomic Benchmarks CNN"  # the baseline every model is compared with, on the same folds
 # Published top-1 accuracies of the package's own CNN runs (full train split -> test split, one run).
 PUBLISHED: dict[str, dict[str, dict]] = {
     "human_enhancers_cohn": {
@@ -128,7 +129,7 @@ def run_task(task: str, args: argparse.Namespace, ckpt: str | None, head: dict, 
     t0 = time.time()
     cnn_fit = CNNConfig(max_epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, eval_batch_size=256)
     cnn = run_model_cv("cnn", cnn_factory(cnn_fit, input_len, device), data, splits, cnn_fit, args.max_len, progress)
-    rows["Genomic Benchmarks CNN"] = row(cnn, time.time() - t0)
+    rows[REFERENCE] = row(cnn, time.time() - t0)
     out["cnn_input_len"] = input_len
     save(out)
     if ckpt:
@@ -156,6 +157,21 @@ def run_task(task: str, args: argparse.Namespace, ckpt: str | None, head: dict, 
     return out
 
 
+def paired_differences(task_result: dict) -> dict[str, dict[str, float]]:
+    """Accuracy of each model minus the CNN's on the same folds (paired t interval), and
+    pretrained minus scratch: the only comparisons a claim of one model beating another may use."""
+    from dnadiff.experiments.stats import paired_interval
+
+    rows = {k: v for k, v in task_result["rows"].items() if not v.get("not_run")}
+    out = {f"{name} - {REFERENCE}": paired_interval(r["fold_accuracies"], rows[REFERENCE]["fold_accuracies"])
+           for name, r in rows.items() if name != REFERENCE and REFERENCE in rows}
+    scratch = next((k for k in rows if k.endswith("from scratch")), None)
+    pre = next((k for k in rows if k.endswith("MDLM-pretrained")), None)
+    if scratch and pre:
+        out[f"{pre} - {scratch}"] = paired_interval(rows[pre]["fold_accuracies"], rows[scratch]["fold_accuracies"])
+    return out
+
+
 def fmt(r: dict, m: str = "accuracy") -> str:
     return "not run" if r.get("not_run") else f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}"
 
@@ -171,6 +187,12 @@ def markdown(result: dict) -> str:
         lines += [f"| {name} | " + " | ".join(fmt(r, m) for m in METRICS) + f" | {r['wall_seconds']} |"
                   for name, r in t["rows"].items() if not r.get("not_run")]
         lines += [f"| {name} | not run | | | | - |" for name, r in t["rows"].items() if r.get("not_run")]
+        paired = t.get("paired_accuracy_differences", {})
+        if paired:
+            lines += ["", "Paired accuracy differences over the same folds (mean, 95% t interval; a claim needs an "
+                      "interval that excludes 0):", ""]
+            lines += [f"- {name}: {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" for name, d in paired.items()]
+            lines.append("")
         for name, ref in t["published"].items():
             lines.append(f"| published: {name} | {ref['accuracy']:.3f} | | | | see source |")
             lines.append(f"\n{name} source: {ref['source']}\n")
@@ -192,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "work_dir", "no_progress")},
         "machine": machine_info(device),
         "pretrained": ckpt or f"not run: {how}", "pretrain_command": how if ckpt else None,
-        "reference_in_run": "Genomic Benchmarks CNN on the same folds",
+        "reference_in_run": f"{REFERENCE} on the same folds",
         "published_note": NOT_FOUND, "tasks": [], "complete": False,
     }
     out = Path(args.out)
@@ -200,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     def save(task_result: dict | None = None) -> None:
         if task_result is not None and task_result not in result["tasks"]:
             result["tasks"].append(task_result)
+        for t in result["tasks"]:
+            t["paired_accuracy_differences"] = paired_differences(t)
         result["wall_seconds"] = round(time.time() - t0, 1)
         write_results(result, out.with_suffix(""), markdown(result))
 

@@ -38,3 +38,13 @@ def interpolate_log(x: float, xs: list[float], ys: list[float]) -> float:
         return float("nan")
     lx = np.log(np.maximum(np.asarray(xs, dtype=np.float64), 1e-12))
     return float(np.interp(math.log(max(x, 1e-12)), lx, np.asarray(ys, dtype=np.float64)))
+
+
+def paired_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[str, float]:
+    """Mean of a - b over paired runs (the same folds or seeds) with its Student-t interval."""
+    from scipy import stats
+
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    mean, se = mean_se(diff)
+    half = float(stats.t.ppf(0.5 + level / 2, diff.size - 1)) * se if diff.size > 1 else float("nan")
+    return {"mean": mean, "se": se, "lo": mean - half, "hi": mean + half, "n": int(diff.size), "level": level}
