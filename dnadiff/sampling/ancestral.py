@@ -32,11 +32,18 @@ from dnadiff.sampling.common import SampleOutput, check_precision, check_samplin
 FINAL_MODES = ("sample", "argmax")
 
 
-def _check(steps: int, final: str) -> None:
+def check_run(z_init: torch.Tensor, steps: int, final: str, temperature: float, top_p: float,
+              precision: str) -> torch.dtype:
+    """The arguments every MDLM sampler shares, checked (one-line ValueErrors); returns the draws' dtype."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if final not in FINAL_MODES:
         raise ValueError(f"final must be one of {FINAL_MODES}, got {final!r}")
+    check_sampling_args(temperature, top_p)
+    dtype = check_precision(precision)
+    if z_init.dim() != 2:
+        raise ValueError(f"z_init must be (batch, length), got shape {tuple(z_init.shape)}")
+    return dtype
 
 
 @torch.no_grad()
@@ -60,11 +67,7 @@ def ancestral_sample(
     whose x_theta moves with t); ``precision="float64"`` draws the tokens in float64
     (:mod:`dnadiff.sampling.common`). Returns ids, NFE and the masked count after every step.
     """
-    _check(steps, final)
-    dtype = check_precision(precision)
-    check_sampling_args(temperature, top_p)
-    if z_init.dim() != 2:
-        raise ValueError(f"z_init must be (batch, length), got shape {tuple(z_init.shape)}")
+    dtype = check_run(z_init, steps, final, temperature, top_p, precision)
     z = z_init.clone()
     batch, length = z.shape
     device = z.device

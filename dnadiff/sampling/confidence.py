@@ -52,9 +52,9 @@ from __future__ import annotations
 import torch
 
 from dnadiff.objectives.schedules import NoiseSchedule
-from dnadiff.sampling.ancestral import DenoiserFn, _check
+from dnadiff.sampling.ancestral import DenoiserFn, check_run
 from dnadiff.sampling.calls import DenoiserCalls
-from dnadiff.sampling.common import SampleOutput, check_precision, check_sampling_args, draw_tokens, draw_uniforms
+from dnadiff.sampling.common import SampleOutput, draw_tokens, draw_uniforms
 
 SCORES = ("max_prob", "margin", "neg_entropy")
 
@@ -143,9 +143,7 @@ def confidence_sample(
     precision: str = "float32",
 ) -> SampleOutput:
     """Confidence-ordered unmasking from ``z_init`` (B, L) in ``steps`` steps (module docstring)."""
-    _check(steps, final)
-    check_sampling_args(temperature, top_p)
-    dtype = check_precision(precision)
+    dtype = check_run(z_init, steps, final, temperature, top_p, precision)
     if score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     if not gumbel >= 0:
@@ -155,8 +153,6 @@ def confidence_sample(
         raise ValueError(f"block_length must be a positive int or None, got {block_length!r}")
     if isinstance(min_gap, bool) or not isinstance(min_gap, int) or min_gap < 1:
         raise ValueError(f"min_gap must be an int >= 1, got {min_gap!r}")
-    if z_init.dim() != 2:
-        raise ValueError(f"z_init must be (batch, length), got shape {tuple(z_init.shape)}")
     z = z_init.clone()
     batch, length = z.shape
     device = z.device

@@ -37,9 +37,9 @@ from __future__ import annotations
 import torch
 
 from dnadiff.objectives.schedules import NoiseSchedule
-from dnadiff.sampling.ancestral import DenoiserFn, _check
+from dnadiff.sampling.ancestral import DenoiserFn, check_run
 from dnadiff.sampling.calls import DenoiserCalls
-from dnadiff.sampling.common import SampleOutput, check_precision, check_sampling_args, draw_tokens, draw_uniforms
+from dnadiff.sampling.common import SampleOutput, draw_tokens, draw_uniforms
 
 STRATEGIES = ("cap", "rescale", "conf", "loop")
 
@@ -87,12 +87,8 @@ def remask_sample(
     precision: str = "float32",
 ) -> SampleOutput:
     """ReMDM sampling from ``z_init`` (B, L) in ``steps`` steps (module docstring)."""
-    _check(steps, final)
-    check_sampling_args(temperature, top_p)
+    dtype = check_run(z_init, steps, final, temperature, top_p, precision)
     _check_options(strategy, eta, t_on, t_off, alpha_on)
-    dtype = check_precision(precision)
-    if z_init.dim() != 2:
-        raise ValueError(f"z_init must be (batch, length), got shape {tuple(z_init.shape)}")
     z = z_init.clone()
     batch, length = z.shape
     device = z.device

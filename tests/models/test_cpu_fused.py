@@ -34,7 +34,9 @@ from dnadiff.models.kernels.scan import (
     selective_scan,
     selective_scan_ref,
 )
+from tests.models import test_scan as scan_tests
 from tests.models.test_cpu_fused_fallback import _run_fallback
+from tests.models.test_scan import outputs_and_grads
 
 RTOL, ATOL = 1e-5, 1e-6
 REPO = Path(__file__).resolve().parents[2]
@@ -57,18 +59,9 @@ def make_inputs(b: int, d: int, n: int, length: int, decay: float = 1.0, with_d:
     return {k: (v.requires_grad_() if v is not None else None) for k, v in xs.items()}
 
 
-def outputs_and_grads(fn, xs: dict, seed: int = 7, **kw) -> tuple[torch.Tensor, dict]:
-    """fn(**xs) and the gradient of <out, w> (w fixed random) w.r.t. every given input."""
-    out = fn(**xs, **kw)
-    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
-    given = {k: v for k, v in xs.items() if v is not None}
-    grads = torch.autograd.grad((out * w).sum(), list(given.values()))
-    return out, dict(zip(given, grads))
-
-
 def assert_close_scaled(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
-    scale = b.abs().max().clamp_min(1.0)
-    torch.testing.assert_close(a / scale, b / scale, rtol=RTOL, atol=ATOL, msg=lambda m: f"{what}: {m}")
+    """test_scan's scaled comparison at this module's tighter tolerances."""
+    scan_tests.assert_close_scaled(a, b, what, rtol=RTOL, atol=ATOL)
 
 
 def check_scan(xs: dict, softplus: bool, **kw) -> None:

@@ -50,10 +50,10 @@ def outputs_and_grads(fn, xs: dict, seed: int = 7, **kw) -> tuple[torch.Tensor, 
     return out, dict(zip(given, grads))
 
 
-def assert_close_scaled(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+def assert_close_scaled(a: torch.Tensor, b: torch.Tensor, what: str, rtol: float = RTOL, atol: float = ATOL) -> None:
     """Compare after scaling by b's largest magnitude (gradients of A sum over many terms)."""
     scale = b.abs().max().clamp_min(1.0)
-    torch.testing.assert_close(a / scale, b / scale, rtol=RTOL, atol=ATOL, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(a / scale, b / scale, rtol=rtol, atol=atol, msg=lambda m: f"{what}: {m}")
 
 
 def check_against_ref(xs: dict, softplus: bool, **kw) -> None:
