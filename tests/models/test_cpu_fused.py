@@ -46,17 +46,9 @@ pytestmark = pytest.mark.skipif(bool(WHY), reason=f"cpu_fused kernels unavailabl
 
 def make_inputs(b: int, d: int, n: int, length: int, decay: float = 1.0, with_d: bool = True,
                 with_z: bool = True, with_bias: bool = True, seed: int = 0) -> dict:
-    """Random scan inputs (leaf tensors requiring grad); ``decay`` scales -A."""
-    g = torch.Generator().manual_seed(1000 + 7 * length + 13 * d + n + seed)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
-    xs = {
-        "u": r(b, d, length), "delta": 0.5 * r(b, d, length),
-        "A": -decay * (0.1 + 2 * torch.rand(d, n, generator=g)),
-        "B": r(b, n, length), "C": r(b, n, length),
-        "D": r(d) if with_d else None, "z": r(b, d, length) if with_z else None,
-        "delta_bias": 0.3 * r(d) if with_bias else None,
-    }
-    return {k: (v.requires_grad_() if v is not None else None) for k, v in xs.items()}
+    """test_scan's random scan inputs, seeded by the shape so that every case differs."""
+    return scan_tests.make_inputs(b, d, n, length, decay=decay, with_d=with_d, with_z=with_z, with_bias=with_bias,
+                                  seed=1000 + 7 * length + 13 * d + n + seed)
 
 
 def assert_close_scaled(a: torch.Tensor, b: torch.Tensor, what: str) -> None:

@@ -27,9 +27,9 @@ CPU_BACKENDS = ["torch", pytest.param("cpu_fused", marks=pytest.mark.skipif(
 
 
 def make_inputs(b: int, d: int, n: int, length: int, device: str = "cpu", decay: float = 1.0,
-                with_d: bool = True, with_z: bool = True, with_bias: bool = True) -> dict:
-    """Random scan inputs (leaf tensors requiring grad); ``decay`` scales -A."""
-    g = torch.Generator().manual_seed(1234 + length)
+                with_d: bool = True, with_z: bool = True, with_bias: bool = True, seed: int | None = None) -> dict:
+    """Random scan inputs (leaf tensors requiring grad); ``decay`` scales -A; ``seed`` null = 1234 + length."""
+    g = torch.Generator().manual_seed(1234 + length if seed is None else seed)
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     xs = {
         "u": r(b, d, length), "delta": 0.5 * r(b, d, length),

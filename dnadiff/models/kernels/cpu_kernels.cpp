@@ -102,6 +102,16 @@ DNADIFF_INLINE void store(float* p, vf v, int cnt) {
   }
 }
 
+// Columns of a row-major (channels x cols) block as vectors over its first cnt channels:
+// out[k][lane] = m[lane * cols + k] (per-lane copies of per-channel parameters).
+DNADIFF_INLINE void load_columns(const float* m, int64_t cols, int cnt, vf* out) {
+  for (int64_t k = 0; k < cols; ++k) {
+    vf a = vf{};
+    for (int i = 0; i < cnt; ++i) a[i] = m[i * cols + k];
+    out[k] = a;
+  }
+}
+
 // Store, or add to what is there (a tensor shared by the groups, after its first group).
 template <bool FULL>
 DNADIFF_INLINE void put(float* p, vf v, int cnt, bool add) {
@@ -323,12 +333,7 @@ struct Scan {
 // Per-lane copies of a block's parameters: A[g, c0 + lane, k] for every k, D and the delta bias.
 template <bool FULL>
 void block_params(const Scan& s, int64_t g, int64_t c0, int cnt, vf* Av, vf& Dv, vf& bv) {
-  const float* A = s.A + (g * s.d + c0) * s.n;
-  for (int64_t k = 0; k < s.n; ++k) {
-    vf a = vf{};
-    for (int i = 0; i < cnt; ++i) a[i] = A[i * s.n + k];
-    Av[k] = a;
-  }
+  load_columns(s.A + (g * s.d + c0) * s.n, s.n, cnt, Av);
   Dv = s.D ? load<FULL>(s.D + g * s.d + c0, cnt) : vf{};
   bv = s.bias ? load<FULL>(s.bias + g * s.d + c0, cnt) : vf{};
 }
@@ -737,12 +742,7 @@ Conv make_conv(const at::Tensor& x, const at::Tensor& w, const std::optional<at:
 
 template <bool FULL>
 void conv_params(const Conv& c, int64_t g, int64_t c0, int cnt, vf* wv, vf& bv) {
-  const float* w = c.w + (g * c.d + c0) * c.K;
-  for (int64_t k = 0; k < c.K; ++k) {
-    vf a = vf{};
-    for (int i = 0; i < cnt; ++i) a[i] = w[i * c.K + k];
-    wv[k] = a;
-  }
+  load_columns(c.w + (g * c.d + c0) * c.K, c.K, cnt, wv);
   bv = c.bias ? load<FULL>(c.bias + g * c.d + c0, cnt) : vf{};
 }
 
