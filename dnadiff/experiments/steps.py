@@ -24,16 +24,20 @@ Metrics, per (source, language, L, sampler, T), over N generated sequences x_1..
 
 Writes ``results.json`` (every row, the model reports and the target checks), PNG plots of SER
 and TER against T per L (one per source) and of SER against NFE, under ``--out``
-(default ``bench/results/steps``). CPU-sized by default (about 20 minutes on 2 cores): the
-oracle on hairpins and ORFs at L = 64 and 256, the Markov background and the motif grammar at
-L = 64, and BiMamba and Caduceus-PS trained on ORFs at L = 64 (the CPU time it took is in
-results.json); ``--full`` runs the issue's sweep (L up to 512, both architectures, every
-language), which needs hours on a CPU.
+(default ``bench/results/steps``); after every sweep what is measured so far is saved in
+``results.partial.json``, and ``--resume`` continues from it after a crash or a kill.
+CPU-sized by default (about 20 minutes on 2 cores): the oracle on hairpins and ORFs at L = 64
+and 256, the Markov background and the motif grammar at L = 64, and BiMamba and Caduceus-PS
+trained on ORFs at L = 64 (the CPU time it took is in results.json). ``--full`` runs the
+issue's grid: the oracle at L = 64, 128, 256, 512 on every language (the motif grammar, the
+slowest, up to L = 128), and both architectures trained on the Markov background, hairpins and
+ORFs at every L, sampled at T <= 64 (``--net-max-steps``); about two CPU-hours.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -45,6 +49,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from dnadiff.atomic import atomic_write_text
 from dnadiff.data.languages import LANGUAGES, Language, LanguageDenoiser, MarkovLanguage, build_language
 from dnadiff.experiments.record import machine_info, write_results
 from dnadiff.experiments.stats import Z95, interpolate_log, mean_se, wilson
@@ -58,20 +63,22 @@ CONFIG = Path(__file__).with_name("steps.yaml")
 TOK = Tokenizer()
 SCHEDULE = build_schedule("loglinear")
 DEFAULT = {"languages": list(LANGUAGES), "lengths": [64, 256], "motif_max_length": 64, "markov_max_length": 64,
-           "archs": ["bimamba", "caduceus_ps"], "net_languages": ["orf"], "net_lengths": [64]}
-FULL = {"languages": list(LANGUAGES), "lengths": [64, 128, 256, 512], "motif_max_length": 512, "markov_max_length": 512,
-        "archs": ["bimamba", "caduceus_ps"], "net_languages": list(LANGUAGES), "net_lengths": [64, 128, 256, 512]}
+           "archs": ["bimamba", "caduceus_ps"], "net_languages": ["orf"], "net_lengths": [64], "net_max_steps": None}
+FULL = {"languages": list(LANGUAGES), "lengths": [64, 128, 256, 512], "motif_max_length": 128, "markov_max_length": 512,
+        "archs": ["bimamba", "caduceus_ps"], "net_languages": ["markov", "hairpin", "orf"],
+        "net_lengths": [64, 128, 256, 512], "net_max_steps": 64}
 
 
-def steps_for(length: int, sampler: str, cfg: dict, language: str = "hairpin") -> list[int]:
-    """The T grid of one sampler at length L (for ``language``: the ancestral sampler's extra T)."""
+def steps_for(length: int, sampler: str, cfg: dict, language: str = "hairpin",
+              max_steps: int | None = None) -> list[int]:
+    """The T grid of one sampler at length L (``language``: ancestral's extra T), capped at ``max_steps``."""
     top = length if sampler in cfg["steps"]["bounded_by_length"] else int(cfg["steps"]["max_factor"]) * length
     grid = [2**k for k in range(int(math.log2(top)) + 1)]
     if grid[-1] != top:
         grid.append(top)
     if sampler == "ancestral":
         grid += [f * length for f in cfg["steps"]["ancestral_extra"].get(language, []) if f * length > grid[-1]]
-    return grid
+    return grid if max_steps is None else [t for t in grid if t <= max_steps]
 
 
 def sampler_fn(name: str, cfg: dict) -> Callable[..., Any]:
@@ -113,12 +120,13 @@ def score(language: Language, x: torch.Tensor, entropy: tuple[float, float], min
 
 
 def sweep(source: str, den_for: Callable[[], Callable], language: Language, length: int, cfg: dict,
-          section: dict, samplers: list[str], entropy: tuple[float, float], seed: int) -> list[dict]:
-    """Every sampler at every T of its grid, for one (source, language, L)."""
+          section: dict, samplers: list[str], entropy: tuple[float, float], seed: int,
+          max_steps: int | None = None) -> list[dict]:
+    """Every sampler at every T of its grid (up to ``max_steps``), for one (source, language, L)."""
     rows = []
     for name in samplers:
         run = sampler_fn(name, cfg)
-        for steps in steps_for(length, name, cfg, language.name):
+        for steps in steps_for(length, name, cfg, language.name, max_steps):
             den = den_for()
             x, nfe, seconds = generate(den, language, length, run, steps, int(section["num_samples"]),
                                        int(section["batch_size"]), seed)
@@ -211,22 +219,35 @@ def background_fasta() -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
+DEFINITIONS = {
+    "nfe": "network calls per sequence (mean over the generated sequences)",
+    "ser": "share of generated sequences that violate the language's rule (is_valid false); Wilson 95% CI",
+    "ter": "mean over the valid generated sequences of -log p(x)/L under the exact language, nats/token; SE",
+    "entropy_rate": "H(p)/L = E_p[-log p(x)]/L by Monte Carlo over exact samples; SE",
+    "ter_excess": "ter - entropy_rate",
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dnadiff.experiments.steps",
                                      description=__doc__.split("\n\n")[0],
                                      epilog="Settings (samplers, model, training, sample counts): dnadiff/experiments/steps.yaml.")
     parser.add_argument("--full", action="store_true", help="the issue's full sweep (hours on a CPU)")
     parser.add_argument("--languages", nargs="+", choices=LANGUAGES, help="languages of the oracle sweep")
-    parser.add_argument("--lengths", nargs="+", type=int, help="lengths L of the oracle sweep")
+    parser.add_argument("--lengths", nargs="*", type=int, help="lengths L of the oracle sweep (none: no oracle sweep)")
     parser.add_argument("--motif-max-length", type=int, help="skip the motif grammar above this L (it is the slowest)")
     parser.add_argument("--markov-max-length", type=int, help="skip the Markov background above this L")
     parser.add_argument("--archs", nargs="*", choices=["bimamba", "caduceus_ps"], help="trained models (none: oracle only)")
     parser.add_argument("--net-languages", nargs="+", choices=LANGUAGES, help="languages the models are trained on")
     parser.add_argument("--net-lengths", nargs="+", type=int, help="lengths L of the trained models")
+    parser.add_argument("--train-steps", type=int, help="training steps of each model (overrides network.train.steps)")
+    parser.add_argument("--net-max-steps", type=int, help="cap the trained models' T grid (default: network.max_steps)")
     parser.add_argument("--samplers", nargs="+", help="sampler names of dnadiff/experiments/steps.yaml (default: all)")
     parser.add_argument("--config", type=Path, default=CONFIG, help="experiment settings (YAML)")
     parser.add_argument("--num-samples", type=int, help="generated sequences per point (overrides oracle.num_samples "
                         "and network.num_samples: 0/n invalid bounds SER below about 3.8/n)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from --out's "
+                        "results.partial.json (written after every sweep; same arguments needed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "steps")
@@ -249,6 +270,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"--num-samples must be a positive integer, got {args.num_samples}")
         for section in ("oracle", "network"):
             cfg[section]["num_samples"] = args.num_samples
+    if args.train_steps is not None:
+        if args.train_steps < 1:
+            raise SystemExit(f"--train-steps must be a positive integer, got {args.train_steps}")
+        cfg["network"]["train"]["steps"] = args.train_steps
+    if plan["net_max_steps"] is None:
+        plan["net_max_steps"] = cfg["network"].get("max_steps")
     samplers = args.samplers or list(cfg["samplers"])
     net_samplers = args.samplers or list(cfg["network"].get("samplers") or cfg["samplers"])
     unknown = sorted((set(samplers) | set(net_samplers)) - set(cfg["samplers"]))
@@ -268,51 +295,78 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 length, int(cfg["metrics"]["entropy_samples"]), torch.Generator().manual_seed(args.seed + 99))
         return entropies[(name, length)]
 
-    rows: list[dict] = []
+    command = "python -m dnadiff.experiments.steps " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "results.partial.json"
+    rows, models = resume_from(partial, plan, cfg) if args.resume else ([], [])
+    done = {(r["source"], r["language"], r["length"]) for r in rows}
+
+    def assemble(complete: bool) -> dict[str, Any]:
+        lengths = sorted(set(plan["lengths"]) | {m["length"] for m in models}) or [min(plan["net_lengths"])]
+        return {
+            "command": command, "complete": complete,
+            "machine": machine_info("cpu"), "seconds": time.perf_counter() - start, "plan": plan, "config": cfg,
+            "background": {"order": background.order, "fitted_on": background.source},
+            "languages": {name: languages[name].describe(max(lengths)) for name in LANGUAGES},
+            "definitions": DEFINITIONS,
+            "models": models, "rows": rows, "targets": targets(rows, cfg), "theory": theory(rows, cfg),
+        }
+
+    def checkpoint() -> None:
+        """Everything measured so far, so that a crash or a kill loses at most the sweep under way."""
+        atomic_write_text(json.dumps(assemble(False), indent=1, default=float), partial)
+
     print(f"oracle sweep: languages {plan['languages']}, L {plan['lengths']}, samplers {samplers}", flush=True)
     for length in plan["lengths"]:
         for name in plan["languages"]:
             lang = languages[name]
             cap = {"motifs": plan["motif_max_length"], "markov": plan["markov_max_length"]}.get(name, length)
-            if length > cap or length < lang.min_length:
+            if length > cap or length < lang.min_length or ("oracle", name, length) in done:
                 continue
             rows += sweep("oracle", lambda lang=lang: LanguageDenoiser(lang, dtype=dtype), lang, length, cfg,
                           cfg["oracle"], samplers, entropy(name, length), args.seed)
-    models = []
+            checkpoint()
     for arch in plan["archs"] or []:
         for length in plan["net_lengths"]:
             for name in plan["net_languages"]:
+                if (arch, name, length) in done:
+                    continue
                 lang = languages[name]
                 print(f"training {arch} on {name} at L={length}", flush=True)
                 model, report = train_on_language(lang, length, arch, cfg["network"], args.seed)
                 report.update(language=name, length=length, entropy_rate=entropy(name, length)[0],
                               entropy_rate_se=entropy(name, length)[1])
-                models.append(report)
                 print(f"  held-out NELBO {report['heldout_nelbo']:.4f} +- {report['heldout_nelbo_se']:.4f} "
                       f"nats/token vs entropy rate {report['entropy_rate']:.4f}", flush=True)
                 rows += sweep(arch, lambda model=model: Denoiser(model, TOK.mask_id), lang, length, cfg,
-                              cfg["network"], net_samplers, entropy(name, length), args.seed)
-    result = {
-        "command": "python -m dnadiff.experiments.steps " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine_info("cpu"), "seconds": time.perf_counter() - start, "plan": plan, "config": cfg,
-        "background": {"order": background.order, "fitted_on": background.source},
-        "languages": {name: languages[name].describe(max(plan["lengths"])) for name in LANGUAGES},
-        "definitions": {
-            "nfe": "network calls per sequence (mean over the generated sequences)",
-            "ser": "share of generated sequences that violate the language's rule (is_valid false); Wilson 95% CI",
-            "ter": "mean over the valid generated sequences of -log p(x)/L under the exact language, nats/token; SE",
-            "entropy_rate": "H(p)/L = E_p[-log p(x)]/L by Monte Carlo over exact samples; SE",
-            "ter_excess": "ter - entropy_rate",
-        },
-        "models": models, "rows": rows, "targets": targets(rows, cfg), "theory": theory(rows, cfg),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
+                              cfg["network"], net_samplers, entropy(name, length), args.seed, plan["net_max_steps"])
+                models.append(report)
+                checkpoint()
+    result = assemble(True)
     write_results(result, args.out / "results")
+    partial.unlink(missing_ok=True)
     figures = plot_all(result, args.out)
     print_summary(result)
     print(f"wrote {args.out / 'results.json'} and {', '.join(str(f) for f in figures)} "
           f"in {result['seconds'] / 60:.1f} min", flush=True)
     return result
+
+
+def resume_from(partial: Path, plan: dict, cfg: dict) -> tuple[list[dict], list[dict]]:
+    """Rows and model reports of an interrupted run with the same plan and settings ([] without one)."""
+    if not partial.is_file():
+        print(f"--resume: no {partial}; starting afresh", flush=True)
+        return [], []
+    try:
+        saved = json.loads(partial.read_text())
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--resume: {partial} is not valid JSON ({err}); delete it to start afresh") from err
+    for key, ours in (("plan", plan), ("config", cfg)):
+        if json.loads(json.dumps(ours)) != saved.get(key):
+            raise SystemExit(f"--resume: {partial} was written with another {key}; rerun with the same "
+                             f"arguments and {key}, or delete it to start afresh")
+    print(f"--resume: {len(saved['rows'])} rows and {len(saved['models'])} trained models from {partial}", flush=True)
+    return saved["rows"], saved["models"]
 
 
 def print_summary(result: dict) -> None:

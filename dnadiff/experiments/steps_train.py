@@ -1,8 +1,8 @@
 """Train a small MDLM model on fresh samples of a checkable language (a plain loop, no Lightning).
 
 Every step draws a new batch of exact samples from the language (so there is no overfitting
-and no data set), and minimises dnadiff's MDLM objective (the continuous-time NELBO, SPEC
-section 4) with dnadiff's AdamW + warmup-cosine optimiser. The held-out NELBO (nats/token, on
+and no data set; ``batch_tokens // L`` sequences, so that every length trains on as many
+tokens), and minimises dnadiff's MDLM objective (the continuous-time NELBO, SPEC section 4) with dnadiff's AdamW + warmup-cosine optimiser. The held-out NELBO (nats/token, on
 fresh samples, an upper bound on the model's NLL) is compared with the language's exact
 entropy rate: their gap is the model's error, which the exact-oracle runs do not have.
 """
@@ -42,6 +42,7 @@ def train_on_language(
     objective = build_objective({"name": "mdlm", "model_arch": model.config["arch"]}, tok)
     train = cfg["train"]
     steps = int(train["steps"])
+    batch = max(1, int(train["batch_tokens"]) // length)
     optimizer, scheduler = build_optimizer(model, to_typed(cfg.get("optim") or {}, OptimConfig, "network.optim"), steps)
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
@@ -49,7 +50,7 @@ def train_on_language(
     start = time.perf_counter()
     curve = []
     for step in range(steps):
-        x = language.sample(int(train["batch_size"]), length, data_gen)
+        x = language.sample(batch, length, data_gen)
         loss = objective.loss(model, x, generator=noise_gen).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -64,12 +65,12 @@ def train_on_language(
     per_seq = []
     with torch.no_grad():
         for _ in range(int(train["eval_batches"])):
-            x = language.sample(int(train["batch_size"]), length, data_gen)
+            x = language.sample(batch, length, data_gen)
             out = objective.loss(model, x, generator=noise_gen)
             per_seq.append((out.per_sequence / length).cpu().numpy())
     nelbo, nelbo_se = mean_se(np.concatenate(per_seq))
     report = {
-        "arch": arch, "params": sum(p.numel() for p in model.parameters()), "train_steps": steps,
+        "arch": arch, "params": sum(p.numel() for p in model.parameters()), "train_steps": steps, "batch_size": batch,
         "train_seconds": time.perf_counter() - start, "final_train_loss": float(np.mean(curve[-50:])),
         "heldout_nelbo": nelbo, "heldout_nelbo_se": nelbo_se,
     }

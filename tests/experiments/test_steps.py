@@ -42,6 +42,7 @@ def test_step_grid() -> None:
     assert steps_for(64, "ancestral", cfg, "markov") == [1, 2, 4, 8, 16, 32, 64, 128]
     assert steps_for(64, "confidence", cfg) == [1, 2, 4, 8, 16, 32, 64]
     assert steps_for(48, "remask", cfg) == [1, 2, 4, 8, 16, 32, 48]
+    assert steps_for(512, "ancestral", cfg, "hairpin", max_steps=64) == [1, 2, 4, 8, 16, 32, 64]
 
 
 def test_tiny_run_oracle_and_trained_model(tmp_path: Path) -> None:
@@ -67,6 +68,7 @@ def test_tiny_run_oracle_and_trained_model(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "ser_oracle.png").stat().st_size > 0
     (model,) = saved["models"]
     assert model["arch"] == "bimamba" and model["train_steps"] == 4 and model["length"] == 12
+    assert model["batch_size"] == cfg.network.train.batch_tokens // 12
     assert math.isfinite(model["heldout_nelbo"]) and model["heldout_nelbo"] > 0 and model["heldout_nelbo_se"] > 0
     net = [r for r in saved["rows"] if r["source"] == "bimamba"]
     assert {r["sampler"] for r in net} == {"ancestral", "confidence_spaced"} and all(r["n"] == 32 for r in net)
@@ -101,3 +103,45 @@ def test_help(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         steps_genome.main(["--help"])
     assert exit_info.value.code == 0 and "--ar-ckpt" in capsys.readouterr().out
+
+
+def test_partial_results_survive_a_crash_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omegaconf import OmegaConf
+
+    from dnadiff.experiments import steps
+
+    cfg = OmegaConf.load(steps.CONFIG)
+    cfg.oracle.num_samples = cfg.oracle.batch_size = 16
+    cfg.metrics.entropy_samples = 64
+    cfg.network.num_samples = cfg.network.batch_size = 16
+    cfg.network.train.steps = 2
+    cfg.network.model = {"d_model": 16, "n_layer": 1}
+    small = tmp_path / "steps.yaml"
+    OmegaConf.save(cfg, small)
+    out = tmp_path / "out"
+    argv = ["--lengths", "12", "--languages", "orf", "markov", "--archs", "bimamba", "--net-languages", "orf",
+            "--net-lengths", "12", "--samplers", "ancestral", "--config", str(small), "--out", str(out)]
+    real_sweep, calls = steps.sweep, []
+
+    def crash_on_third(*a, **k):
+        calls.append(a[0])
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real_sweep(*a, **k)
+
+    monkeypatch.setattr(steps, "sweep", crash_on_third)
+    with pytest.raises(RuntimeError, match="killed"):
+        steps.main(argv)
+    partial = json.loads((out / "results.partial.json").read_text())
+    assert partial["complete"] is False and not (out / "results.json").exists()
+    assert {(r["source"], r["language"]) for r in partial["rows"]} == {("oracle", "orf"), ("oracle", "markov")}
+    monkeypatch.setattr(steps, "sweep", real_sweep)
+    with pytest.raises(SystemExit, match="another plan"):
+        steps.main([*argv[:-2], "--net-lengths", "12", "24", "--out", str(out), "--resume"])
+    result = steps.main([*argv, "--resume"])
+    assert result["complete"] and not (out / "results.partial.json").exists()
+    assert result["rows"][: len(partial["rows"])] == partial["rows"]  # kept, not re-measured
+    assert {r["source"] for r in result["rows"]} == {"oracle", "bimamba"} and len(result["models"]) == 1
+    net_only = steps.main(["--lengths", "--archs", "bimamba", "--net-languages", "orf", "--net-lengths", "12",
+                           "--samplers", "ancestral", "--config", str(small), "--out", str(tmp_path / "net")])
+    assert {r["source"] for r in net_only["rows"]} == {"bimamba"} and "orf" in net_only["languages"]

@@ -183,7 +183,7 @@ def language_dist(lang: Language, length: int) -> dict:
     return {tuple(s): float(q) for s, q in zip(seqs.tolist(), p) if q > 0}
 
 
-@pytest.mark.parametrize("sampler", ["ancestral", "confidence", "remask_rescale", "remask_loop"])
+@pytest.mark.parametrize("sampler", ["ancestral", "confidence", "remask_rescale", "remask_loop", "remask_loop_2_steps"])
 def test_whole_chain_matches_exact_recursion_with_oracle(sampler: str) -> None:
     lang = PairChain()
     den = LanguageDenoiser(lang)
@@ -200,6 +200,11 @@ def test_whole_chain_matches_exact_recursion_with_oracle(sampler: str) -> None:
         kernel = remask_kernel(den, steps, rescale_sigma(0.6))
         run = lambda g: remask_sample(den, all_mask(n, L4, MASK), steps, SCHED, MASK, strategy="rescale",  # noqa: E731
                                       eta=0.6, generator=g)
+    elif sampler == "remask_loop_2_steps":  # no grid step inside the loop: MDLM's ancestral chain on the schedule
+        steps = 2
+        kernel = ancestral_kernel(den, steps)
+        run = lambda g: remask_sample(den, all_mask(n, L4, MASK), steps, SCHED, MASK, strategy="loop",  # noqa: E731
+                                      generator=g)
     else:
         steps = 5
         kernel = remask_kernel(den, steps, loop_sigma(0.5, 0.7, 0.3, 0.6))
@@ -275,6 +280,33 @@ def test_selection_helpers() -> None:
     assert torch.allclose(confidence_scores(lp, "max_prob"), torch.tensor([0.7]))
     assert torch.allclose(confidence_scores(lp, "margin"), torch.tensor([0.5]))
     assert torch.allclose(confidence_scores(lp, "neg_entropy"), (probs[:, :3] * probs[:, :3].log()).sum(-1))
+
+
+def test_tied_scores_are_broken_at_random() -> None:
+    scores = torch.tensor([[0.5, 0.5, 0.9, 0.5, 0.5]])
+    eligible = torch.ones(1, 5, dtype=torch.bool)
+    tiebreak = torch.tensor([[0.4, 0.3, 0.9, 0.1, 0.2]])
+    assert select_top(scores, eligible, torch.tensor([3]), tiebreak).tolist() == [[False, False, True, True, True]]
+    spaced = select_spaced(scores, eligible, torch.tensor([3]), 2, tiebreak)
+    assert spaced.tolist() == [[True, False, True, False, True]]
+
+    class Uniform:
+        """x_theta uniform over the four nucleotides at every position: every confidence score ties."""
+
+        time_conditioned = False
+
+        def __call__(self, z, t, rows=None):
+            log_x = torch.full((*z.shape, len(TOK)), float("-inf"))
+            log_x[..., list(TOK.nucleotide_ids)] = -np.log(4.0)
+            return log_x
+
+    den = Recorder(Uniform())
+    n, length, steps = 4000, 16, 4
+    confidence_sample(den, all_mask(n, length, MASK), steps, SCHED, MASK, cache=False,
+                      generator=make_generator(4, "cpu"))
+    first = (den.seen[1] != MASK).sum(0).numpy()  # how often each position was unmasked at the first step
+    assert first.sum() == n * length // steps
+    assert stats.chisquare(first).pvalue > 1e-3  # uniform over positions, not the first L / T
 
 
 def test_min_gap_never_draws_close_positions_together() -> None:
