@@ -2,8 +2,8 @@
 
 Every step draws a new batch of exact samples from the language (so there is no overfitting
 and no data set; ``batch_tokens // L`` sequences, so that every length trains on as many
-tokens), and minimises dnadiff's MDLM objective (the continuous-time NELBO, SPEC section 4) with dnadiff's AdamW + warmup-cosine optimiser. The held-out NELBO (nats/token, on
-fresh samples, an upper bound on the model's NLL) is compared with the language's exact
+tokens), and minimises dnadiff's MDLM objective (the continuous-time NELBO, SPEC section 4)
+with dnadiff's AdamW + warmup-cosine optimiser. The held-out NELBO (nats/token, on fresh samples, an upper bound on the model's NLL) is compared with the language's exact
 entropy rate: their gap is the model's error, which the exact-oracle runs do not have.
 """
 

@@ -89,13 +89,12 @@ def score_ranks(scores: torch.Tensor, tiebreak: torch.Tensor | None = None) -> t
 
     Ties are broken by ``tiebreak`` (lower value first; uniforms give a random order), else by position.
     """
-    order = torch.arange(scores.shape[-1], device=scores.device).expand_as(scores)
-    if tiebreak is not None:
-        order = tiebreak.argsort(-1)
+    positions = torch.arange(scores.shape[-1], device=scores.device)
+    order = positions.expand_as(scores) if tiebreak is None else tiebreak.argsort(-1)
     best = torch.sort(scores.gather(-1, order), dim=-1, descending=True, stable=True).indices
     order = order.gather(-1, best)
     rank = torch.empty_like(order)
-    rank.scatter_(-1, order, torch.arange(scores.shape[-1], device=scores.device).expand_as(order))
+    rank.scatter_(-1, order, positions.expand_as(order))
     return rank
 
 
@@ -114,12 +113,13 @@ def select_spaced(scores: torch.Tensor, eligible: torch.Tensor, counts: torch.Te
     """
     if min_gap <= 1:
         return select_top(scores, eligible, counts, tiebreak)
-    key = -score_ranks(scores.masked_fill(~eligible, float("-inf")), tiebreak)
-    pos = torch.arange(scores.shape[-1], device=scores.device)
+    rank = score_ranks(scores.masked_fill(~eligible, float("-inf")), tiebreak)
+    length = scores.shape[-1]
+    pos = torch.arange(length, device=scores.device)
     chosen = torch.zeros_like(eligible)
     avail = eligible.clone()
     for r in range(int(counts.max()) if counts.numel() else 0):
-        best = key.masked_fill(~avail, key.new_tensor(torch.iinfo(key.dtype).min)).argmax(-1)
+        best = rank.masked_fill(~avail, length).argmin(-1)
         ok = (counts > r) & avail.gather(-1, best.unsqueeze(-1)).squeeze(-1)
         if not bool(ok.any()):
             break
