@@ -58,6 +58,11 @@ def loop_alpha(t: float, t_on: float, t_off: float, alpha_on: float) -> float:
     return 1.0 - (1.0 - alpha_on) * t / t_off if t_off > 0 else 1.0
 
 
+def in_loop(i: int, steps: int, t_on: float, t_off: float) -> bool:
+    """Whether step i of ``steps`` (from t = i / steps to s = (i - 1) / steps) lies inside [t_off, t_on]."""
+    return t_off <= (i - 1) / steps and i / steps <= t_on
+
+
 def _check_options(strategy: str, eta: float, t_on: float, t_off: float, alpha_on: float) -> None:
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -101,7 +106,7 @@ def remask_sample(
     psi = torch.full((batch, length), float("inf"), dtype=torch.float64, device=device)
     calls = DenoiserCalls(denoiser, batch, device, cache, temperature, top_p, dtype)
     counts = [(z == mask_id).sum()]
-    loop_path = strategy == "loop" and any(t_off <= (i - 1) / steps and i / steps <= t_on for i in range(2, steps + 1))
+    loop_path = strategy == "loop" and any(in_loop(i, steps, t_on, t_off) for i in range(2, steps + 1))
     for i in range(steps, 0, -1):
         t_val, s_val = i / steps, (i - 1) / steps
         u_move = torch.rand((batch, length), generator=generator, device=device, dtype=torch.float64)
@@ -125,8 +130,8 @@ def remask_sample(
             weights = torch.softmax(-psi, dim=-1).nan_to_num(0.0)
             sigma = weights * sigma_max
         else:
-            in_loop = t_off <= s_val and t_val <= t_on
-            sigma = torch.full((batch, length), eta if in_loop else 0.0, dtype=torch.float64, device=device)
+            sigma = torch.full((batch, length), eta if in_loop(i, steps, t_on, t_off) else 0.0, dtype=torch.float64,
+                               device=device)
         if i == 1:
             p_unmask = torch.ones_like(sigma)
         elif loop_path and a_t == a_s:
