@@ -98,8 +98,13 @@ def _cl(x: torch.Tensor) -> torch.Tensor:
 
 
 def _unit_last(x: torch.Tensor) -> torch.Tensor:
-    """x itself when its last axis has unit stride, else a contiguous copy."""
-    return x if x.stride(-1) == 1 or x.shape[-1] == 1 else x.contiguous()
+    """x itself when its channel (last) or position axis has unit stride, else a contiguous copy.
+
+    The kernels read both layouts in place (position-contiguous tiles are transposed in
+    registers), so the output gradient of a (batch, d, L) scan is never copied.
+    """
+    unit = x.stride(-1) == 1 or x.shape[-1] == 1 or x.stride(-2) == 1
+    return x if unit and min(x.stride()) > 0 else x.contiguous()
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:
@@ -163,8 +168,8 @@ def selective_scan_cpu_fused(
         out, last = _Scan.apply(*args, int(segment))
     else:  # inference: no autograd node, no states kept for backward
         out, last, _ = _ops().scan_fwd(*args, False, False, int(segment))
-    y = out[0].transpose(1, 2).to(dtype_in)
-    return (y, last[0]) if return_last_state else y
+    y = out.squeeze(0).transpose(1, 2).to(dtype_in)  # squeeze, not out[0]: its backward is a view, not a copy
+    return (y, last.squeeze(0)) if return_last_state else y
 
 
 class _Mixer(torch.autograd.Function):

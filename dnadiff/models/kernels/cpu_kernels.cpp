@@ -57,6 +57,12 @@ constexpr int64_t kMaxState = 256;
 
 #define DNADIFF_INLINE inline __attribute__((always_inline))
 
+#if defined(__clang__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL _Pragma("GCC unroll 16")
+#endif
+
 DNADIFF_INLINE vf splat(float x) { return vf{} + x; }
 
 // max/min with x86's semantics (the second operand when either is NaN): one instruction where
@@ -127,12 +133,10 @@ DNADIFF_INLINE float hsum(vf v) {
 // exp(x) after a Cody-Waite reduction x = m ln2 + r, m integer, |r| <= ln2 / 2, then the degree-6
 // Taylor polynomial of exp(r) (truncation error below 1.2e-7 relative; 2-3 ulp in all). The input
 // is clamped to [-126 ln2, 127 ln2]: results below 2^-126 come out as 2^-126 (exp would be
-// denormal or 0), above 2^127 as 2^127 (exp would overflow); NaN stays NaN. NONPOS: the caller
-// guarantees x <= 0 (a decay exp(delta A) with delta >= 0 >= A), which skips the upper clamp.
-template <bool NONPOS = false>
+// denormal or 0), above 2^127 as 2^127 (exp would overflow); NaN stays NaN.
 DNADIFF_INLINE vf vexp(vf x) {
   x = vmax(splat(-87.33654475f), x);  // NaN passes through
-  if constexpr (!NONPOS) x = vmin(splat(88.02969193f), x);
+  x = vmin(splat(88.02969193f), x);
   const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
   const vf t = x * 1.44269504088896341f + magic;
   const vf m = t - magic;
@@ -149,6 +153,57 @@ DNADIFF_INLINE vf vexp(vf x) {
   const vi bits = ((vi)t << 23) + (int32_t)(127u << 23);
   return p * (vf)bits;
 }
+
+// 2^x for the exponent of a decay, x = delta * A * log2(e) (A scaled by log2(e) once per block, so
+// there is no Cody-Waite step): x = m + r with m = round(x) and |r| <= 1/2 exactly, then a degree-5
+// polynomial of 2^r fitted for least maximum relative error on [-1/2, 1/2] (7.5e-8; 2 ulp after
+// float rounding). The input is clamped to [-125, 127]: results below 2^-125 come out as 2^-125,
+// above 2^127 as 2^127; NaN stays NaN. NONPOS: the caller guarantees x <= 0, which skips the upper
+// clamp. The rounding constant 1.5 * 2^23 + 127 leaves m + 127 in t's low bits, the exponent field
+// of 2^m once shifted.
+template <bool NONPOS = false>
+DNADIFF_INLINE vf vexp2(vf x) {
+  x = vmax(splat(-125.0f), x);  // NaN passes through
+  if constexpr (!NONPOS) x = vmin(splat(127.0f), x);
+  const vf magic = splat(12583039.0f);  // 1.5 * 2^23 + 127
+  const vf t = x + magic;
+  const vf r = x - (t - magic);
+  vf p = splat(1.327647129073739e-3f);
+  p = p * r + 9.675541892647743e-3f;
+  p = p * r + 5.550713092088699e-2f;
+  p = p * r + 2.402212023735046e-1f;
+  p = p * r + 6.931469440460205e-1f;
+  p = p * r + 1.0000001192092896f;
+  return p * (vf)((vi)t << 23);
+}
+
+// vexp2 of P vectors in place, stage by stage: P independent dependency chains side by side keep
+// the FP pipes busy where one chain would wait on each multiply-add's latency.
+template <int P, bool NONPOS = false>
+DNADIFF_INLINE void vexp2_n(vf* x) {
+  const vf magic = splat(12583039.0f);
+  vf t[P], r[P], p[P];
+  UNROLL for (int q = 0; q < P; ++q) {
+    x[q] = vmax(splat(-125.0f), x[q]);
+    if constexpr (!NONPOS) x[q] = vmin(splat(127.0f), x[q]);
+  }
+  UNROLL for (int q = 0; q < P; ++q) t[q] = x[q] + magic;
+  UNROLL for (int q = 0; q < P; ++q) r[q] = x[q] - (t[q] - magic);
+  UNROLL for (int q = 0; q < P; ++q) p[q] = splat(1.327647129073739e-3f) * r[q] + 9.675541892647743e-3f;
+  UNROLL for (int q = 0; q < P; ++q) p[q] = p[q] * r[q] + 5.550713092088699e-2f;
+  UNROLL for (int q = 0; q < P; ++q) p[q] = p[q] * r[q] + 2.402212023735046e-1f;
+  UNROLL for (int q = 0; q < P; ++q) p[q] = p[q] * r[q] + 6.931469440460205e-1f;
+  UNROLL for (int q = 0; q < P; ++q) p[q] = p[q] * r[q] + 1.0000001192092896f;
+  UNROLL for (int q = 0; q < P; ++q) x[q] = p[q] * (vf)((vi)t[q] << 23);
+}
+
+constexpr float kLog2e = 1.44269504088896341f;
+// States whose decays are computed together (vexp2_n), and partial sums of every reduction over
+// the states (a shorter dependency chain; summed in this order in forward and backward alike).
+// Measured (d_state 16, AVX2, 1 thread, batch 8 x L 1024 forward): 4 states 4-9% faster than 2 or 8;
+// 2 partial sums 3% faster than 4.
+constexpr int kP = 4;
+constexpr int kY = 2;
 
 // log(x) for x >= 1 (finite), Cephes' single-precision logf.
 DNADIFF_INLINE vf vlog_ge1(vf x) {
@@ -338,12 +393,6 @@ void block_params(const Scan& s, int64_t g, int64_t c0, int cnt, vf* Av, vf& Dv,
   bv = s.bias ? load<FULL>(s.bias + g * s.d + c0, cnt) : vf{};
 }
 
-#if defined(__clang__)
-#define UNROLL _Pragma("unroll")
-#else
-#define UNROLL _Pragma("GCC unroll 16")
-#endif
-
 // NC > 0: the state size is the compile-time NC (the loops over it unroll and the state can stay
 // in registers); NC == 0: the state size is s.n, kept in the caller's buffers.
 template <bool FULL, int NC, bool NP>
@@ -355,34 +404,55 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
   vf* Av = FIXED ? Al : Abuf;
   vf Dv, bv;
   block_params<FULL>(s, g, c0, cnt, Av, Dv, bv);
-  UNROLL for (int64_t k = 0; k < n; ++k) h[k] = vf{};
+  UNROLL for (int64_t k = 0; k < n; ++k) {
+    Av[k] *= kLog2e;  // the decays are 2^(delta A log2(e))
+    h[k] = vf{};
+  }
   const bool add = g > 0 && s.out.g == 0;
   const Order o = s.order(g);
   const int64_t sk = s.Bm.c;
-  vf td[kSpan], tu[kSpan], tz[kSpan], ty[kSpan];
+  vf td[kSpan], tu[kSpan], tdu[kSpan], tz[kSpan], ty[kSpan];
   for (int64_t i0 = 0; i0 < s.L; i0 += kSpan) {
     const int m = (int)std::min<int64_t>(kSpan, s.L - i0);
     load_span<FULL>(s.delta, g, b, c0, cnt, o, i0, m, td);
     load_span<FULL>(s.u, g, b, c0, cnt, o, i0, m, tu);
     if (s.z.p) load_span<FULL>(s.z, g, b, c0, cnt, o, i0, m, tz);
+    // The per-position work first, for the whole span (independent positions: no latency chain
+    // in the state loop below): delta, delta * u, and the gate.
+    for (int j = 0; j < m; ++j) {
+      const vf dt = td[j] + bv;
+      td[j] = s.softplus ? vsoftplus(dt) : dt;
+      tdu[j] = td[j] * tu[j];
+      ty[j] = Dv * tu[j];
+      if (s.z.p) tz[j] *= vsigmoid(tz[j]);
+    }
     for (int j = 0; j < m; ++j) {
       const int64_t i = i0 + j, t = o.pos(i);
       if (s.ckpt && i > 0 && i % s.S == 0) {
         UNROLL for (int64_t k = 0; k < n; ++k) store<FULL>(s.ck(g, b, i / s.S, k) + c0, h[k], cnt);
       }
-      vf dt = td[j] + bv;
-      if (s.softplus) dt = vsoftplus(dt);
-      const vf uu = tu[j];
-      const vf dtu = dt * uu;
+      const vf dt = td[j], dtu = tdu[j];
       const float* Bt = s.Bm.at(g, b, t);
       const float* Ct = s.Cm.at(g, b, t);
-      vf y = Dv * uu;
-      UNROLL for (int64_t k = 0; k < n; ++k) {
-        h[k] = vexp<NP>(dt * Av[k]) * h[k] + dtu * Bt[k * sk];
-        y += h[k] * Ct[k * sk];
+      vf y[kY] = {ty[j]};  // partial sums: a shorter dependency chain
+      if constexpr (FIXED && NC % kP == 0) {
+        UNROLL for (int64_t k = 0; k < n; k += kP) {
+          vf e[kP];
+          UNROLL for (int q = 0; q < kP; ++q) e[q] = dt * Av[k + q];
+          vexp2_n<kP, NP>(e);
+          UNROLL for (int q = 0; q < kP; ++q) {
+            h[k + q] = e[q] * h[k + q] + dtu * Bt[(k + q) * sk];
+            y[(k + q) % kY] += h[k + q] * Ct[(k + q) * sk];
+          }
+        }
+      } else {
+        UNROLL for (int64_t k = 0; k < n; ++k) {
+          h[k] = vexp2<NP>(dt * Av[k]) * h[k] + dtu * Bt[k * sk];
+          y[k % kY] += h[k] * Ct[k * sk];
+        }
       }
-      if (s.z.p) y *= tz[j] * vsigmoid(tz[j]);
-      ty[j] = y;
+      UNROLL for (int q = 1; q < kY; ++q) y[0] += y[q];
+      ty[j] = s.z.p ? y[0] * tz[j] : y[0];
     }
     store_span<FULL>(s.out, g, b, c0, cnt, o, i0, m, ty, add);
   }
@@ -405,10 +475,10 @@ struct ScanGrads {
 
 // Per-thread scratch of the backward pass.
 struct BwdWork {
-  std::vector<vf> h, a, dt, u, y, sig, go, zz, pb, pc, gh, gA, gD, gbias, Av;
+  std::vector<vf> h, a, dt, u, y, sig, go, zz, pb, pc, gh, gA, gD, gbias, Av, A2;
   BwdWork(int64_t S, int64_t n, int64_t nblk)
       : h((S + 1) * n), a(S * n), dt(S), u(S), y(S), sig(S), go(S), zz(S), pb(S * n), pc(S * n), gh(nblk * n),
-        gA(nblk * n), gD(nblk), gbias(nblk), Av(n) {}
+        gA(nblk * n), gD(nblk), gbias(nblk), Av(n), A2(n) {}
 };
 
 // One block over one segment [i0, i0 + len) of group g: recompute the states, then walk back.
@@ -421,7 +491,9 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
   const int64_t sk = s.Bm.c;
   vf Dv, bv;
   vf* Av = w.Av.data();
+  vf* A2 = w.A2.data();
   block_params<FULL>(s, g, c0, cnt, Av, Dv, bv);
+  for (int64_t k = 0; k < n; ++k) A2[k] = Av[k] * kLog2e;  // the decays are 2^(delta A log2(e))
   vf* gh = w.gh.data() + jb * n;
   vf* gA = w.gA.data() + jb * n;
   if (first_seg) {
@@ -454,14 +526,28 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
     const vf* hp = H + j * n;
     vf* hn = H + (j + 1) * n;
     vf* aj = w.a.data() + j * n;
-    vf y = Dv * uu;
-    UNROLL for (int64_t k = 0; k < n; ++k) {
-      const vf a = vexp<NP>(dt * Av[k]);
-      aj[k] = a;
-      hn[k] = a * hp[k] + dtu * Bt[k * sk];
-      y += hn[k] * Ct[k * sk];
+    vf y[kY] = {Dv * uu};  // summed as in the forward pass
+    if constexpr (FIXED && NC % kP == 0) {
+      UNROLL for (int64_t k = 0; k < n; k += kP) {
+        vf e[kP];
+        UNROLL for (int q = 0; q < kP; ++q) e[q] = dt * A2[k + q];
+        vexp2_n<kP, NP>(e);
+        UNROLL for (int q = 0; q < kP; ++q) {
+          aj[k + q] = e[q];
+          hn[k + q] = e[q] * hp[k + q] + dtu * Bt[(k + q) * sk];
+          y[(k + q) % kY] += hn[k + q] * Ct[(k + q) * sk];
+        }
+      }
+    } else {
+      UNROLL for (int64_t k = 0; k < n; ++k) {
+        const vf a = vexp2<NP>(dt * A2[k]);
+        aj[k] = a;
+        hn[k] = a * hp[k] + dtu * Bt[k * sk];
+        y[k % kY] += hn[k] * Ct[k * sk];
+      }
     }
-    w.y[j] = y;
+    UNROLL for (int q = 1; q < kY; ++q) y[0] += y[q];
+    w.y[j] = y[0];
   }
   // Walk the segment backwards; dL/du, dL/ddelta, dL/dz replace gout, delta, z in the buffers.
   const bool add_z = g > 0 && gr.gz.g == 0;
@@ -496,23 +582,27 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
     const vf* aj = w.a.data() + j * n;
     vf* pb = w.pb.data() + j * n;
     vf* pc = w.pc.data() + j * n;
-    vf gdtu = vf{}, gdt = vf{};
+    vf gdtu[kY] = {}, gdt[kY] = {};  // partial sums, as y
     UNROLL for (int64_t k = 0; k < n; ++k) {
       pc[k] += gy * hn[k];
       const vf gk = gy * Ct[k * sk] + ghr[k];
       pb[k] += gk * dtu;
-      gdtu += gk * Bt[k * sk];
+      gdtu[k % kY] += gk * Bt[k * sk];
       const vf ga = gk * aj[k];  // dL/dh_{t-1} through the decay
       const vf gda = ga * hp[k];  // dL/d(delta A)
-      gdt += gda * Av[k];
+      gdt[k % kY] += gda * Av[k];
       gA[k] += gda * dt;
       ghr[k] = ga;
     }
-    gob[j] = gdtu * dt + gy * Dv;
-    gdt += gdtu * uu;
-    if (s.softplus) gdt *= w.sig[j];
-    gbias += gdt;
-    dtb[j] = gdt;
+    UNROLL for (int q = 1; q < kY; ++q) {
+      gdtu[0] += gdtu[q];
+      gdt[0] += gdt[q];
+    }
+    gob[j] = gdtu[0] * dt + gy * Dv;
+    gdt[0] += gdtu[0] * uu;
+    if (s.softplus) gdt[0] *= w.sig[j];
+    gbias += gdt[0];
+    dtb[j] = gdt[0];
   }
   store_span<FULL>(gr.gu, g, b, c0, cnt, o, i0, (int)len, gob, false);
   store_span<FULL>(gr.gdelta, g, b, c0, cnt, o, i0, (int)len, dtb, false);
@@ -681,9 +771,10 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
   gr.gu = view_of(gu);
   gr.gdelta = view_of(gdelta);
   const int64_t nblk = (s.d + W - 1) / W;
-  // Enough tasks for every thread; fewer chunks mean fewer channel-sum partials of B and C.
+  // One task per thread at least (the tasks are of equal size); every chunk holds its own
+  // channel-sum partials of B and C (2 G Bt L n floats), so no more chunks than that.
   const int64_t threads = at::get_num_threads();
-  int64_t chunks = std::min<int64_t>(nblk, std::max<int64_t>(1, (4 * threads + s.Bt - 1) / s.Bt));
+  int64_t chunks = std::min<int64_t>(nblk, std::max<int64_t>(1, (threads + s.Bt - 1) / s.Bt));
   const int64_t per = (nblk + chunks - 1) / chunks;
   chunks = (nblk + per - 1) / per;
   at::Tensor gBp = at::empty({chunks, s.G, s.Bt, s.L, s.n}, opts);
