@@ -15,6 +15,7 @@ fine-tuning classifier, the sample-metrics oracle) run on it.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -143,6 +144,42 @@ def test_long_sequence_strong_decay_is_stable() -> None:
         dt = F.softplus(xs["delta"] + xs["delta_bias"][None, :, None])
         assert (dt.sum(-1)[..., None] * xs["A"]).min().item() < -1e4
     check_scan(xs, softplus=True)
+
+
+def test_one_step_decays_over_the_whole_exponent_range() -> None:
+    """Two steps: the first sets h_1 = 1 (delta = u = B = 1 from h_0 = 0, exp(-1) * 0 + 1), the
+    second (u = 0) gives y_2 = exp(delta A) h_1: the decay alone; delta A from -200 (exp underflows: 2^-125 at most, i.e. 0 to fp32 precision) to
+    0. Where exp(delta A) is a normal float its relative error is within 4 ulp plus |delta A| 2^-23:
+    the exponent is delta * (A log2 e), and rounding A log2 e and the product moves it by
+    |delta A| 2^-24 each (as rounding delta * A alone does for any exp of it). NaN is kept."""
+    n = 16
+    x = -torch.logspace(-6, math.log10(200.0), 512, dtype=torch.float64).float()  # delta A values
+    d = x.numel()
+    A = -torch.ones(d, n)
+    delta = torch.stack([torch.ones(d), -x], dim=-1)[None]  # step 2 decays by exp(x)
+    delta[0, -1, 1] = float("nan")
+    u = torch.stack([torch.ones(d), torch.zeros(d)], dim=-1)[None]
+    B = torch.ones(1, n, 2)
+    C = torch.stack([torch.zeros(n), torch.ones(n) / n], dim=-1)[None]
+    with torch.no_grad():
+        out = selective_scan(u, delta, A, B, C, backend="cpu_fused")[0, :, 1].double()
+    want = torch.exp(x.double())
+    assert torch.isnan(out[-1])
+    normal = want[:-1] > 2.0 ** -125
+    rel = ((out[:-1] - want[:-1]).abs() / want[:-1])[normal]
+    assert (rel <= 4 * 2.0 ** -23 + x[:-1][normal].abs().double() * 2.0 ** -23).all()
+    assert (out[:-1][~normal] <= 2.0 ** -125).all() and (out[:-1] >= 0).all()
+
+
+def test_output_gradient_is_read_in_its_own_layout() -> None:
+    """(batch, d, L) and channels-last gradients are passed to the kernel as they are (no copy);
+    a broadcast (stride 0) one is made contiguous."""
+    g = torch.ones(2, 8, 5)
+    for view in (g.transpose(1, 2), g):
+        assert cpu_fused._unit_last(view).data_ptr() == view.data_ptr()
+        assert cpu_fused._unit_last(view) is view
+    expanded = torch.ones(1, 1, 1).expand(2, 5, 8)
+    assert cpu_fused._unit_last(expanded).is_contiguous()
 
 
 def test_bf16_inputs_keep_dtype() -> None:

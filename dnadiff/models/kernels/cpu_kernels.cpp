@@ -157,7 +157,8 @@ DNADIFF_INLINE vf vexp(vf x) {
 // 2^x for the exponent of a decay, x = delta * A * log2(e) (A scaled by log2(e) once per block, so
 // there is no Cody-Waite step): x = m + r with m = round(x) and |r| <= 1/2 exactly, then a degree-5
 // polynomial of 2^r fitted for least maximum relative error on [-1/2, 1/2] (7.5e-8; 2 ulp after
-// float rounding). The input is clamped to [-125, 127]: results below 2^-125 come out as 2^-125,
+// float rounding; rounding A log2(e) and delta times it adds |delta A| 2^-23 at most, as rounding
+// delta * A does for any exp of it). The input is clamped to [-125, 127]: results below 2^-125 come out as 2^-125,
 // above 2^127 as 2^127; NaN stays NaN. NONPOS: the caller guarantees x <= 0, which skips the upper
 // clamp. The rounding constant 1.5 * 2^23 + 127 leaves m + 127 in t's low bits, the exponent field
 // of 2^m once shifted.
