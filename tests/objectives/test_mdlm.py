@@ -220,6 +220,28 @@ def test_prior_term_is_alpha_1_times_all_mask_cross_entropy(real_octamers: torch
         assert torch.all(MDLM(build_schedule("cosine", 1e-3), TOK.mask_id, TOK.pad_id).prior_term(model, x) == 0)
 
 
+def test_prior_term_runs_the_network_on_one_all_mask_row_in_eval_mode(real_octamers: torch.Tensor) -> None:
+    """In eval mode, without pads or conditions, the network sees one all-mask row; the value
+    equals the per-row computation. With a pad (rows' inputs differ) or in training mode every
+    row is run."""
+    torch.manual_seed(11)
+    model = dnadiff.build_model("caduceus_ps", d_model=16, n_layer=1, scan_backend="ref")
+    obj = MDLM(LogLinearSchedule(0.05), TOK.mask_id, TOK.pad_id)
+    rows_seen: list[int] = []
+    model.register_forward_pre_hook(lambda _m, args: rows_seen.append(args[0].shape[0]))
+    x = real_octamers
+    with torch.no_grad():
+        full = obj.prior_term(model.train(), x)  # no dropout: train mode gives the same values
+        assert rows_seen == [x.shape[0]]
+        one = obj.prior_term(model.eval(), x)
+        assert rows_seen[-1] == 1
+        torch.testing.assert_close(one, full, rtol=1e-6, atol=1e-7)
+        padded = x.clone()
+        padded[0, -1] = TOK.pad_id
+        obj.prior_term(model, padded)
+        assert rows_seen[-1] == x.shape[0]
+
+
 def _eval_batch(x: torch.Tensor, draws: int, n: int, seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     u0 = torch.rand(n, 1, generator=g)
