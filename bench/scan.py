@@ -149,6 +149,8 @@ def skip_reason(method: str, mode: str, batch: int, length: int, device: str) ->
 def run_row(args: argparse.Namespace, method: str, mode: str, batch: int, length: int, threads: int) -> dict:
     head = {"method": method, "mode": mode, "batch": batch, "length": length, "threads": threads}
     why = skip_reason(method, mode, batch, length, args.device)
+    if not why and method == "mambapy" and args.mambapy_max_length and length > args.mambapy_max_length:
+        why = f"skipped at L > {args.mambapy_max_length} (--mambapy-max-length)"
     if why:
         return {**head, "status": "skipped", "reason": why}
     repeats = args.repeats if batch * length <= 8 * 1024 or args.device == "cuda" else 1
@@ -194,6 +196,8 @@ def main() -> None:
     p.add_argument("--modes", default="fwdbwd,fwd")
     p.add_argument("--threads", default="1,2", help="torch thread counts, each row measured with each")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per row")
+    p.add_argument("--mambapy-max-length", type=int, default=None,
+                   help="skip mambapy rows above this L (they take minutes each on a small CPU)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--_case", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args()

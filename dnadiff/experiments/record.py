@@ -32,11 +32,34 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_generation() -> str | None:
+    """``family F model M`` of an x86 CPU and its vector extensions (avx2, avx512f), from
+    /proc/cpuinfo: the model name alone ("AMD EPYC") does not tell one generation from another,
+    and CPU kernels' ratios depend on it. None where there is no such file."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("cpu family", "model", "flags") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break
+    except OSError:
+        return None
+    if "cpu family" not in fields:
+        return None
+    vector = [f for f in ("avx2", "avx512f") if f in fields.get("flags", "").split()]
+    return f"family {fields['cpu family']} model {fields.get('model', '?')} ({', '.join(vector) or 'no avx2'})"
+
+
 def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:
     """The machine a figure comes from; CPU timings on shared cores are noisy, so the load is kept too."""
     device = torch.device(device)
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_generation": cpu_generation(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
