@@ -394,6 +394,37 @@ void block_params(const Scan& s, int64_t g, int64_t c0, int cnt, vf* Av, vf& Dv,
   bv = s.bias ? load<FULL>(s.bias + g * s.d + c0, cnt) : vf{};
 }
 
+// One step of a block's state recursion, shared by the forward pass and the backward pass's
+// recomputation (so both see the same decays and sums): hn[k] = 2^(dt A2[k]) hp[k] + dtu B[k],
+// returning y0 + sum_k hn[k] C[k] in kY partial sums; with SAVE, the decays go to a[k]. hn may
+// be hp (the forward pass updates its state in place). A2 is A scaled by log2(e).
+template <int NC, bool NP, bool SAVE>
+DNADIFF_INLINE vf state_step(int64_t n, const vf* A2, vf dt, vf dtu, vf y0, const float* Bt, const float* Ct,
+                             int64_t sk, const vf* hp, vf* hn, vf* a) {
+  vf y[kY] = {y0};
+  if constexpr (NC > 0 && NC % kP == 0) {
+    UNROLL for (int64_t k = 0; k < NC; k += kP) {
+      vf e[kP];
+      UNROLL for (int q = 0; q < kP; ++q) e[q] = dt * A2[k + q];
+      vexp2_n<kP, NP>(e);
+      UNROLL for (int q = 0; q < kP; ++q) {
+        if constexpr (SAVE) a[k + q] = e[q];
+        hn[k + q] = e[q] * hp[k + q] + dtu * Bt[(k + q) * sk];
+        y[(k + q) % kY] += hn[k + q] * Ct[(k + q) * sk];
+      }
+    }
+  } else {
+    UNROLL for (int64_t k = 0; k < n; ++k) {
+      const vf e = vexp2<NP>(dt * A2[k]);
+      if constexpr (SAVE) a[k] = e;
+      hn[k] = e * hp[k] + dtu * Bt[k * sk];
+      y[k % kY] += hn[k] * Ct[k * sk];
+    }
+  }
+  UNROLL for (int q = 1; q < kY; ++q) y[0] += y[q];
+  return y[0];
+}
+
 // NC > 0: the state size is the compile-time NC (the loops over it unroll and the state can stay
 // in registers); NC == 0: the state size is s.n, kept in the caller's buffers.
 template <bool FULL, int NC, bool NP>
@@ -435,25 +466,8 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
       const vf dt = td[j], dtu = tdu[j];
       const float* Bt = s.Bm.at(g, b, t);
       const float* Ct = s.Cm.at(g, b, t);
-      vf y[kY] = {ty[j]};  // partial sums: a shorter dependency chain
-      if constexpr (FIXED && NC % kP == 0) {
-        UNROLL for (int64_t k = 0; k < n; k += kP) {
-          vf e[kP];
-          UNROLL for (int q = 0; q < kP; ++q) e[q] = dt * Av[k + q];
-          vexp2_n<kP, NP>(e);
-          UNROLL for (int q = 0; q < kP; ++q) {
-            h[k + q] = e[q] * h[k + q] + dtu * Bt[(k + q) * sk];
-            y[(k + q) % kY] += h[k + q] * Ct[(k + q) * sk];
-          }
-        }
-      } else {
-        UNROLL for (int64_t k = 0; k < n; ++k) {
-          h[k] = vexp2<NP>(dt * Av[k]) * h[k] + dtu * Bt[k * sk];
-          y[k % kY] += h[k] * Ct[k * sk];
-        }
-      }
-      UNROLL for (int q = 1; q < kY; ++q) y[0] += y[q];
-      ty[j] = s.z.p ? y[0] * tz[j] : y[0];
+      const vf y = state_step<NC, NP, false>(n, Av, dt, dtu, ty[j], Bt, Ct, sk, h, h, nullptr);
+      ty[j] = s.z.p ? y * tz[j] : y;
     }
     store_span<FULL>(s.out, g, b, c0, cnt, o, i0, m, ty, add);
   }
@@ -524,31 +538,8 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
     const vf dtu = dt * uu;
     const float* Bt = s.Bm.at(g, b, t);
     const float* Ct = s.Cm.at(g, b, t);
-    const vf* hp = H + j * n;
-    vf* hn = H + (j + 1) * n;
-    vf* aj = w.a.data() + j * n;
-    vf y[kY] = {Dv * uu};  // summed as in the forward pass
-    if constexpr (FIXED && NC % kP == 0) {
-      UNROLL for (int64_t k = 0; k < n; k += kP) {
-        vf e[kP];
-        UNROLL for (int q = 0; q < kP; ++q) e[q] = dt * A2[k + q];
-        vexp2_n<kP, NP>(e);
-        UNROLL for (int q = 0; q < kP; ++q) {
-          aj[k + q] = e[q];
-          hn[k + q] = e[q] * hp[k + q] + dtu * Bt[(k + q) * sk];
-          y[(k + q) % kY] += hn[k + q] * Ct[(k + q) * sk];
-        }
-      }
-    } else {
-      UNROLL for (int64_t k = 0; k < n; ++k) {
-        const vf a = vexp2<NP>(dt * A2[k]);
-        aj[k] = a;
-        hn[k] = a * hp[k] + dtu * Bt[k * sk];
-        y[k % kY] += hn[k] * Ct[k * sk];
-      }
-    }
-    UNROLL for (int q = 1; q < kY; ++q) y[0] += y[q];
-    w.y[j] = y[0];
+    w.y[j] = state_step<NC, NP, true>(n, A2, dt, dtu, Dv * uu, Bt, Ct, sk, H + j * n, H + (j + 1) * n,
+                                      w.a.data() + j * n);
   }
   // Walk the segment backwards; dL/du, dL/ddelta, dL/dz replace gout, delta, z in the buffers.
   const bool add_z = g > 0 && gr.gz.g == 0;
