@@ -141,8 +141,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "h_prior_term_dropped",
         "the bound leaves out the prior term KL(q(z_1|x) || p_theta(z_1))",
         "dnadiff/objectives/mdlm.py",
-        (("return a_1 * self.position_loss(call_model(model, z, cond, t), x, z).sum(-1)",
-          "return 0.0 * a_1 * self.position_loss(call_model(model, z, cond, t), x, z).sum(-1)"),),
+        (("return a_1 * self.position_loss(logits, x, z).sum(-1)",
+          "return 0.0 * a_1 * self.position_loss(logits, x, z).sum(-1)"),),
         (*MDLM_EVAL, MDLM_PRIOR, EVAL_TESTS),
     ),
     Mutation(
