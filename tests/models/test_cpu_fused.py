@@ -261,6 +261,21 @@ def test_fused_mixer_matches_ref(make) -> None:
         assert_close_scaled(g[name], ref_g[name], f"grad of {name}")
 
 
+@pytest.mark.parametrize("length", [1, 2, 3, 5, 6])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["mamba", "bimamba"])
+def test_fused_mixer_on_sequences_shorter_than_a_position_group_matches_ref(length, bidirectional) -> None:
+    """Lengths below and around the conv width (4) and the kernels' groups of 4 positions: the
+    window's zero history, the partial last group and the backward's flush of pending dL/dx."""
+    module = BiMamba(16, **SSM) if bidirectional else Mamba(16, bias=True, **SSM)
+    _randomize(module, seed=12)
+    h = torch.randn(2, length, 16, generator=torch.Generator().manual_seed(length), requires_grad=True)
+    ref, ref_g = _module_grads(module, h, "ref")
+    out, g = _module_grads(module, h, "cpu_fused")
+    assert_close_scaled(out, ref, "output")
+    for name in ref_g:
+        assert_close_scaled(g[name], ref_g[name], f"grad of {name}")
+
+
 def test_fused_mixer_under_bf16_autocast_runs_fp32_inside() -> None:
     """CPU autocast (bf16 matmuls around the mixer) leaves the fused node in fp32: it runs, its
     output is bf16 like the projections around it, and the gradients are finite."""
