@@ -534,9 +534,9 @@ struct ScanGrads {
 // Per-thread scratch of the backward pass.
 struct BwdWork {
   std::vector<vf> h, a, dt, u, y, sig, go, zz, sz, pb, pc, gh, gA, gD, gbias, Av, A2;
-  // dt, sig, zz, sz: padded to whole groups of kPos positions (per_position)
+  // dt, sig, sz: padded to whole groups of kPos positions (per_position)
   BwdWork(int64_t S, int64_t n, int64_t nblk)
-      : h((S + 1) * n), a(S * n), dt(padded(S)), u(S), y(S), sig(padded(S)), go(S), zz(padded(S)), sz(padded(S)),
+      : h((S + 1) * n), a(S * n), dt(padded(S)), u(S), y(S), sig(padded(S)), go(S), zz(S), sz(padded(S)),
         pb(S * n), pc(S * n), gh(nblk * n), gA(nblk * n), gD(nblk), gbias(nblk), Av(n), A2(n) {}
   static int64_t padded(int64_t S) { return (S + kPos - 1) / kPos * kPos; }
 };
@@ -875,6 +875,15 @@ void conv_params(const Conv& c, int64_t g, int64_t c0, int cnt, vf* wv, vf& bv) 
   bv = c.bias ? load<FULL>(c.bias + g * c.d + c0, cnt) : vf{};
 }
 
+// The conv's pre-activations of one group of kPos positions: pre[q] = bv + sum_k wv[k] xw[q + k]
+// (xw: the window, as conv_fwd_block describes).
+DNADIFF_INLINE void conv_group(int64_t K, const vf* wv, vf bv, const vf* xw, vf* pre) {
+  UNROLL for (int q = 0; q < kPos; ++q) {
+    pre[q] = bv;
+    UNROLL for (int64_t k = 0; k < K; ++k) pre[q] += wv[k] * xw[q + k];
+  }
+}
+
 // KC > 0: the conv width is the compile-time KC (window and weights stay in registers);
 // KC == 0: c.K, in the caller's buffers (wbuf at least c.K vectors, xbuf c.K - 1 + kPos).
 // Positions go kPos at a time (the SiLU of each group together, per_position's reason): xw holds
@@ -895,10 +904,7 @@ void conv_fwd_block(const Conv& c, const View& out, int64_t g, int64_t b, int64_
     const int m = (int)std::min<int64_t>(kPos, c.L - i0);
     for (int q = 0; q < m; ++q) xw[K - 1 + q] = load<FULL>(c.x.at(g, b, o.pos(i0 + q)) + c0, cnt);
     vf pre[kPos];
-    UNROLL for (int q = 0; q < kPos; ++q) {
-      pre[q] = bv;
-      UNROLL for (int64_t k = 0; k < K; ++k) pre[q] += wv[k] * xw[q + k];
-    }
+    conv_group(K, wv, bv, xw, pre);
     if (c.silu) vsilu_n<kPos>(pre);
     for (int q = 0; q < m; ++q) store<FULL>(out.at(g, b, o.pos(i0 + q)) + c0, pre[q], cnt);
     UNROLL for (int64_t k = 0; k + 1 < K; ++k) xw[k] = xw[m + k];
@@ -957,10 +963,7 @@ void conv_bwd_block(const Conv& c, const View& gout, const View& gx, float* gw, 
       xw[K - 1 + q] = load<FULL>(c.x.at(g, b, t) + c0, cnt);
       gp[q] = load<FULL>(gout.at(g, b, t) + c0, cnt);
     }
-    UNROLL for (int q = 0; q < kPos; ++q) {
-      pre[q] = bv;
-      UNROLL for (int64_t k = 0; k < K; ++k) pre[q] += wv[k] * xw[q + k];
-    }
+    conv_group(K, wv, bv, xw, pre);
     if (c.silu) {
       vf sg[kPos];
       UNROLL for (int q = 0; q < kPos; ++q) sg[q] = pre[q];
