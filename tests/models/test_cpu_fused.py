@@ -207,6 +207,38 @@ def test_two_threads_match_one_thread() -> None:
         assert_close_scaled(g2[name], g1[name], f"grad of {name}")
 
 
+@pytest.mark.parametrize("rank,n", [(1, 16), (3, 5), (16, 16)])
+def test_delta_formed_from_its_low_rank_input_matches_the_given_delta(rank, n) -> None:
+    """scan_fwd/scan_bwd with delta_proj (dt_proj fused in) equal the same scan given
+    delta = dt_low @ delta_proj^T: outputs, the checkpointed states and every gradient. Two groups,
+    one of them reversed, a partial channel block, and dt_low a strided slice (as in the mixer)."""
+    G, b, length, d = 2, 2, 45, 21
+    g = torch.Generator().manual_seed(rank)
+    rnd = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    u, z = rnd(G, b, length, d), rnd(G, b, length, d)
+    wide = rnd(G, b, length, rank + 3)  # dt_low is its first `rank` columns: unit stride, row stride rank + 3
+    dt_low, proj = wide[..., :rank], rnd(G, d, rank) * rank**-0.5
+    delta = torch.einsum("gblr,gdr->gbld", dt_low, proj).contiguous()
+    A, B, C = -torch.rand(G, d, n, generator=g) - 0.2, rnd(G, b, length, n), rnd(G, b, length, n)
+    D, bias = rnd(G, d), rnd(G, d) * 0.3 - 1.0
+    ops, segment, gout = cpu_fused._ops(), 16, rnd(G, b, length, d)
+    given = ops.scan_fwd(u, delta, A, B, C, D, z, bias, True, 2, False, True, segment)
+    formed = ops.scan_fwd(u, dt_low, A, B, C, D, z, bias, True, 2, False, True, segment, proj)
+    assert_close_scaled(formed[0], given[0], "output")
+    assert_close_scaled(formed[1], given[1], "last state")
+    assert_close_scaled(formed[2][:, :, 1:], given[2][:, :, 1:], "segment states")  # segment 0 starts at 0, unstored
+    grads = {}
+    for name, dl, kw in (("given", delta, {}), ("formed", dt_low, {"delta_proj": proj})):
+        ckpt = (formed if kw else given)[2]
+        grads[name] = ops.scan_bwd(u, dl, A, B, C, D, z, bias, True, 2, ckpt, segment, gout,
+                                   torch.empty_like(z), **kw)
+    for what, a, e in zip(("u", "delta", "A", "B", "C", "D", "bias"), grads["formed"], grads["given"]):
+        assert a.shape == e.shape
+        assert_close_scaled(a, e, f"grad of {what}")
+    with pytest.raises(RuntimeError, match="low-rank input"):
+        ops.scan_fwd(u, delta, A, B, C, D, z, bias, True, 2, False, False, segment, proj)
+
+
 # ---------------------------------------------------------------- mixers (conv + projections + scan)
 def _randomize(module: torch.nn.Module, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)

@@ -10,7 +10,8 @@ Two entry points:
   autograd node on the channels-last ``xz = in_proj(h)`` (batch, length, 2 * d_inner), for one
   direction (Mamba) or both directions of a BiMamba layer in one call (a reversed group walks
   the sequence backwards, so nothing is flipped): depthwise causal conv + SiLU, ``x_proj`` and
-  ``dt_proj`` (batched matmuls over the directions), the scan with the delta bias, softplus,
+  ``dt_proj`` (x_proj a batched matmul over the directions; dt_proj formed inside the scan, position by
+  position, so the full-width delta never goes through memory), the scan with the delta bias, softplus,
   exp(delta A), D and the SiLU gate fused in, and for tied BiMamba weights the sum of the two
   directions. Like mamba-ssm's ``mamba_inner_fn`` it keeps only xz, the small x_proj output and
   the scan's segment-start states for backward, and recomputes the conv output and delta.
@@ -172,6 +173,11 @@ def selective_scan_cpu_fused(
     return (y, last.squeeze(0)) if return_last_state else y
 
 
+def _xdbl_parts(r: int, n: int) -> tuple[tuple[int, int], ...]:
+    """Column ranges of x_proj's output [dt_low, B, C] (widths r, n, n)."""
+    return (0, r), (r, r + n), (r + n, r + 2 * n)
+
+
 class _Mixer(torch.autograd.Function):
     """conv + SiLU -> x_proj -> dt_proj -> scan (+D, gate) for G stacked directions; see module doc."""
 
@@ -186,13 +192,10 @@ class _Mixer(torch.autograd.Function):
         x, z = xzg[..., :d], xzg[..., d:]
         u = ops.conv_fwd(x, conv_w, conv_b, True, reverse, _buffer("u", (G, b, L, d)))  # (G, b, L, d)
         xdbl = torch.bmm(u.view(G, b * L, d), xproj_w.transpose(1, 2))  # (G, bL, r + 2n)
-        delta = _buffer("delta", (G, b * L, d))
-        torch.bmm(xdbl[..., :r], dtproj_w.transpose(1, 2), out=delta)
-        delta = delta.view(G, b, L, d)
-        Bm, Cm = (xdbl[..., r + k * n: r + (k + 1) * n].unflatten(1, (b, L)) for k in (0, 1))
+        dt_low, Bm, Cm = (xdbl[..., lo:hi].unflatten(1, (b, L)) for lo, hi in _xdbl_parts(r, n))
         save = any(ctx.needs_input_grad)
         shared = xzg.shape[0] == 1
-        y, _, ckpt = ops.scan_fwd(u, delta, A, Bm, Cm, D, z, dt_bias, True, reverse, shared, save, SEGMENT)
+        y, _, ckpt = ops.scan_fwd(u, dt_low, A, Bm, Cm, D, z, dt_bias, True, reverse, shared, save, SEGMENT, dtproj_w)
         if save:
             ctx.save_for_backward(xz, conv_w, conv_b, xproj_w, dtproj_w, A, D, dt_bias, xdbl, ckpt)
             ctx.cfg = (reverse, dims)
@@ -211,18 +214,14 @@ class _Mixer(torch.autograd.Function):
         shared = xzg.shape[0] == 1
         gy = gy.unsqueeze(0) if shared else gy.permute(2, 0, 1, 3)
         u = ops.conv_fwd(x, conv_w, conv_b, True, reverse, _buffer("u", (G, b, L, d)))
-        dt_low = xdbl[..., :r]
-        delta = _buffer("delta", (G, b * L, d))
-        torch.bmm(dt_low, dtproj_w.transpose(1, 2), out=delta)
-        delta = delta.view(G, b, L, d)
-        Bm, Cm = (xdbl[..., r + k * n: r + (k + 1) * n].unflatten(1, (b, L)) for k in (0, 1))
+        dt_low, Bm, Cm = (xdbl[..., lo:hi].unflatten(1, (b, L)) for lo, hi in _xdbl_parts(r, n))
         gxz = torch.empty_like(xz)
         gxzg = gxz.permute(2, 0, 1, 3)
         gu, gdelta, gA, gB, gC, gD, gbias = ops.scan_bwd(
-            u, delta, A, Bm, Cm, D, z, dt_bias, True, reverse, ckpt, SEGMENT, _unit_last(gy), gxzg[..., d:],
-            _buffer("gu", (G, b, L, d)), _buffer("gdelta", (G, b, L, d)))
+            u, dt_low, A, Bm, Cm, D, z, dt_bias, True, reverse, ckpt, SEGMENT, _unit_last(gy), gxzg[..., d:],
+            _buffer("gu", (G, b, L, d)), _buffer("gdelta", (G, b, L, d)), dtproj_w)
         gdelta = gdelta.view(G, b * L, d)
-        g_dtproj = torch.bmm(gdelta.transpose(1, 2), dt_low)  # (G, d, r)
+        g_dtproj = torch.bmm(gdelta.transpose(1, 2), xdbl[..., :r])  # (G, d, r)
         g_xdbl = torch.cat([torch.bmm(gdelta, dtproj_w), gB.view(G, b * L, n), gC.view(G, b * L, n)], dim=-1)
         g_xproj = torch.bmm(g_xdbl.transpose(1, 2), u.view(G, b * L, d))  # (G, r + 2n, d)
         gu = gu.view(G, b * L, d).baddbmm_(g_xdbl, xproj_w).view(G, b, L, d)

@@ -417,12 +417,37 @@ struct Scan {
   int64_t G, Bt, L, d, n, S, nseg;
   View u, delta, Bm, Cm, z, out;  // Bm, Cm: the "channel" axis is the state axis
   const float *A, *D, *bias;
+  // With delta_proj (G, d, r): delta holds the low-rank input (its "channel" axis is the rank
+  // axis) and the scan's delta is its product with delta_proj, formed per position in registers
+  // (dt_proj fused: the full-width delta is never written or read).
+  const float* dproj;
+  int64_t r;
   bool softplus;
   bool nonpos;      // delta >= 0 (softplus) and A <= 0: every decay exponent is <= 0
   int64_t reverse;  // bit g: group g runs backwards in position
   float* last;      // (G, Bt, d, n) or null
   float* ckpt;      // (G, Bt, nseg, n, d) or null
   Order order(int64_t g) const { return Order{L, bool((reverse >> g) & 1)}; }
+  // Per-lane copies of delta_proj[g, c0 + lane, k] for every k (when there is one).
+  void proj_columns(int64_t g, int64_t c0, int cnt, vf* out) const {
+    if (dproj) load_columns(dproj + (g * d + c0) * r, r, cnt, out);
+  }
+  // delta (before its bias) at positions [i0, i0 + m) of a block, in processing order: read, or
+  // formed from the low-rank input and the columns Pv from proj_columns.
+  template <bool FULL>
+  DNADIFF_INLINE void delta_span(int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i0, int m,
+                                 const vf* Pv, vf* out) const {
+    if (!dproj) {
+      load_span<FULL>(delta, g, b, c0, cnt, o, i0, m, out);
+      return;
+    }
+    for (int j = 0; j < m; ++j) {
+      const float* x = delta.at(g, b, o.pos(i0 + j));
+      vf acc = Pv[0] * x[0];
+      for (int64_t k = 1; k < r; ++k) acc += Pv[k] * x[k * delta.c];
+      out[j] = acc;
+    }
+  }
   float* ck(int64_t g, int64_t b, int64_t s, int64_t k) const { return ckpt + (((g * Bt + b) * nseg + s) * n + k) * d; }
 };
 
@@ -468,7 +493,7 @@ DNADIFF_INLINE vf state_step(int64_t n, const vf* A2, vf dt, vf dtu, vf y0, cons
 // NC > 0: the state size is the compile-time NC (the loops over it unroll and the state can stay
 // in registers); NC == 0: the state size is s.n, kept in the caller's buffers.
 template <bool FULL, int NC, bool NP>
-void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf* hbuf, vf* Abuf) {
+void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf* hbuf, vf* Abuf, vf* Pv) {
   constexpr bool FIXED = NC > 0;
   const int64_t n = FIXED ? NC : s.n;
   vf hl[FIXED ? NC : 1], Al[FIXED ? NC : 1];
@@ -476,6 +501,7 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
   vf* Av = FIXED ? Al : Abuf;
   vf Dv, bv;
   block_params<FULL>(s, g, c0, cnt, Av, Dv, bv);
+  s.proj_columns(g, c0, cnt, Pv);
   UNROLL for (int64_t k = 0; k < n; ++k) {
     Av[k] *= kLog2e;  // the decays are 2^(delta A log2(e))
     h[k] = vf{};
@@ -487,7 +513,7 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
   vf td[kSpan] = {}, tu[kSpan], tdu[kSpan], tz[kSpan] = {}, ty[kSpan];
   for (int64_t i0 = 0; i0 < s.L; i0 += kSpan) {
     const int m = (int)std::min<int64_t>(kSpan, s.L - i0);
-    load_span<FULL>(s.delta, g, b, c0, cnt, o, i0, m, td);
+    s.delta_span<FULL>(g, b, c0, cnt, o, i0, m, Pv, td);
     load_span<FULL>(s.u, g, b, c0, cnt, o, i0, m, tu);
     if (s.z.p) load_span<FULL>(s.z, g, b, c0, cnt, o, i0, m, tz);
     // The per-position work first, for the whole span (independent positions: no latency chain
@@ -533,11 +559,11 @@ struct ScanGrads {
 
 // Per-thread scratch of the backward pass.
 struct BwdWork {
-  std::vector<vf> h, a, dt, u, y, sig, go, zz, sz, pb, pc, gh, gA, gD, gbias, Av, A2;
+  std::vector<vf> h, a, dt, u, y, sig, go, zz, sz, pb, pc, gh, gA, gD, gbias, Av, A2, Pv;
   // dt, sig, sz: padded to whole groups of kPos positions (per_position)
-  BwdWork(int64_t S, int64_t n, int64_t nblk)
+  BwdWork(int64_t S, int64_t n, int64_t nblk, int64_t r)
       : h((S + 1) * n), a(S * n), dt(padded(S)), u(S), y(S), sig(padded(S)), go(S), zz(S), sz(padded(S)),
-        pb(S * n), pc(S * n), gh(nblk * n), gA(nblk * n), gD(nblk), gbias(nblk), Av(n), A2(n) {}
+        pb(S * n), pc(S * n), gh(nblk * n), gA(nblk * n), gD(nblk), gbias(nblk), Av(n), A2(n), Pv(r) {}
   static int64_t padded(int64_t S) { return (S + kPos - 1) / kPos * kPos; }
 };
 
@@ -568,7 +594,8 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
   }
   // Recompute the segment's states (inputs read tensor by tensor for the whole segment).
   vf* dtb = w.dt.data();
-  load_span<FULL>(s.delta, g, b, c0, cnt, o, i0, (int)len, dtb);
+  s.proj_columns(g, c0, cnt, w.Pv.data());
+  s.delta_span<FULL>(g, b, c0, cnt, o, i0, (int)len, w.Pv.data(), dtb);
   load_span<FULL>(s.u, g, b, c0, cnt, o, i0, (int)len, w.u.data());
   for (int64_t j = 0; j < len; ++j) dtb[j] += bv;
   if (s.softplus) per_position(len, [&](int64_t j) { vsoftplus_n<kPos>(dtb + j, w.sig.data() + j); });
@@ -668,7 +695,7 @@ void scan_bwd_segment_blocks(const Scan& s, const ScanGrads& gr, BwdWork& w, int
 
 void scan_bwd_task(const Scan& s, const ScanGrads& gr, int64_t b, int64_t chunk, int64_t blk0, int64_t blk1) {
   const int64_t n = s.n, S = s.S;
-  BwdWork w(S, n, blk1 - blk0);
+  BwdWork w(S, n, blk1 - blk0, s.r);
   for (int64_t g = 0; g < s.G; ++g) {
     const Order o = s.order(g);
     for (int64_t seg = s.nseg - 1; seg >= 0; --seg) {
@@ -709,7 +736,8 @@ void scan_bwd_task(const Scan& s, const ScanGrads& gr, int64_t b, int64_t chunk,
 
 Scan make_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
                const at::Tensor& C, const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z,
-               const std::optional<at::Tensor>& bias, bool softplus, int64_t reverse, int64_t S) {
+               const std::optional<at::Tensor>& bias, bool softplus, int64_t reverse, int64_t S,
+               const std::optional<at::Tensor>& delta_proj) {
   TORCH_CHECK(u.dim() == 4, "u must be (group, batch, length, d), got ", u.sizes());
   Scan s;
   s.G = u.size(0);
@@ -725,6 +753,16 @@ Scan make_scan(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A
   s.nseg = (s.L + s.S - 1) / s.S;
   s.u = view_of(u);
   s.delta = view_of(delta);
+  s.dproj = ptr_or_null(delta_proj);
+  s.r = 0;
+  if (s.dproj) {
+    TORCH_CHECK(delta_proj->dim() == 3 && delta_proj->size(0) == s.G && delta_proj->size(1) == s.d,
+                "delta_proj must be (G, d, r), got ", delta_proj->sizes());
+    s.r = delta_proj->size(2);
+    TORCH_CHECK(s.r >= 1 && delta.size(3) == s.r && delta.size(1) == s.Bt && delta.size(2) == s.L,
+                "with delta_proj (G, d, ", s.r, "), delta must be the low-rank input (G, Bt, L, ", s.r, "), got ",
+                delta.sizes());
+  }
   s.Bm = view_of(B);
   s.Cm = view_of(C);
   TORCH_CHECK(s.Bm.c == s.Cm.c, "B and C must have the same state stride");
@@ -754,8 +792,9 @@ at::Tensor empty_like_layout(const at::Tensor& like, int64_t groups) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_fwd(
     const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
     const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& bias,
-    bool softplus, int64_t reverse, bool sum_groups, bool save, int64_t S) {
-  Scan s = make_scan(u, delta, A, B, C, D, z, bias, softplus, reverse, S);
+    bool softplus, int64_t reverse, bool sum_groups, bool save, int64_t S,
+    const std::optional<at::Tensor>& delta_proj) {
+  Scan s = make_scan(u, delta, A, B, C, D, z, bias, softplus, reverse, S, delta_proj);
   auto opts = u.options();
   at::Tensor out = empty_like_layout(u, sum_groups ? 1 : s.G);
   s.out = view_of(out);
@@ -765,19 +804,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_fwd(
   if (save) s.ckpt = ckpt.data_ptr<float>();
   const int64_t nblk = (s.d + W - 1) / W;
   at::parallel_for(0, s.Bt * nblk, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<vf> h(s.n), Av(s.n);
+    std::vector<vf> h(s.n), Av(s.n), Pv(s.r);
     for (int64_t task = lo; task < hi; ++task) {
       const int64_t b = task / nblk, c0 = (task % nblk) * W;
       const int cnt = (int)std::min<int64_t>(W, s.d - c0);
       for (int64_t g = 0; g < s.G; ++g) {
         if (cnt == W && s.n == 16 && s.nonpos)
-          scan_fwd_block<true, 16, true>(s, g, b, c0, cnt, h.data(), Av.data());
+          scan_fwd_block<true, 16, true>(s, g, b, c0, cnt, h.data(), Av.data(), Pv.data());
         else if (cnt == W && s.n == 16)
-          scan_fwd_block<true, 16, false>(s, g, b, c0, cnt, h.data(), Av.data());
+          scan_fwd_block<true, 16, false>(s, g, b, c0, cnt, h.data(), Av.data(), Pv.data());
         else if (cnt == W)
-          scan_fwd_block<true, 0, false>(s, g, b, c0, cnt, h.data(), Av.data());
+          scan_fwd_block<true, 0, false>(s, g, b, c0, cnt, h.data(), Av.data(), Pv.data());
         else
-          scan_fwd_block<false, 0, false>(s, g, b, c0, cnt, h.data(), Av.data());
+          scan_fwd_block<false, 0, false>(s, g, b, c0, cnt, h.data(), Av.data(), Pv.data());
       }
     }
   });
@@ -793,8 +832,9 @@ std::vector<at::Tensor> scan_bwd(const at::Tensor& u, const at::Tensor& delta, c
                                  const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& bias,
                                  bool softplus, int64_t reverse, const at::Tensor& ckpt, int64_t S,
                                  const at::Tensor& gout, const std::optional<at::Tensor>& gz_out,
-                                 const std::optional<at::Tensor>& gu_buf, const std::optional<at::Tensor>& gdelta_buf) {
-  Scan s = make_scan(u, delta, A, B, C, D, z, bias, softplus, reverse, S);
+                                 const std::optional<at::Tensor>& gu_buf, const std::optional<at::Tensor>& gdelta_buf,
+                                 const std::optional<at::Tensor>& delta_proj) {
+  Scan s = make_scan(u, delta, A, B, C, D, z, bias, softplus, reverse, S, delta_proj);
   TORCH_CHECK(ckpt.is_contiguous() && ckpt.dim() == 5 && ckpt.size(2) == s.nseg, "bad checkpoint tensor ",
               ckpt.sizes());
   s.ckpt = ckpt.data_ptr<float>();
@@ -1032,11 +1072,12 @@ int64_t vector_width() { return W; }
 TORCH_LIBRARY(dnadiff_cpu, m) {
   m.def(
       "scan_fwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? bias, "
-      "bool softplus, int reverse, bool sum_groups, bool save, int segment) -> (Tensor, Tensor, Tensor)");
+      "bool softplus, int reverse, bool sum_groups, bool save, int segment, Tensor? delta_proj=None) "
+      "-> (Tensor, Tensor, Tensor)");
   m.def(
       "scan_bwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? bias, "
       "bool softplus, int reverse, Tensor ckpt, int segment, Tensor gout, Tensor(a!)? gz_out, "
-      "Tensor(b!)? gu_buf=None, Tensor(c!)? gdelta_buf=None) -> Tensor[]");
+      "Tensor(b!)? gu_buf=None, Tensor(c!)? gdelta_buf=None, Tensor? delta_proj=None) -> Tensor[]");
   m.def("conv_fwd(Tensor x, Tensor w, Tensor? bias, bool silu, int reverse, Tensor(a!)? out=None) -> Tensor");
   m.def(
       "conv_bwd(Tensor x, Tensor w, Tensor? bias, bool silu, int reverse, Tensor gout, Tensor(a!) gx) "
