@@ -788,7 +788,8 @@ at::Tensor empty_like_layout(const at::Tensor& like, int64_t groups) {
 }
 
 // Returns (out, last_state, checkpoints); out is (G, Bt, L, d), or (Bt, L, d) summed over the
-// groups when sum_groups, in u's layout. checkpoints is empty unless save.
+// groups when sum_groups, in u's layout. checkpoints is empty unless save. With delta_proj
+// (G, d, r), delta is the low-rank input (G|1, Bt, L, r) of the delta projection (see Scan).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_fwd(
     const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
     const std::optional<at::Tensor>& D, const std::optional<at::Tensor>& z, const std::optional<at::Tensor>& bias,
