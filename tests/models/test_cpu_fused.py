@@ -227,12 +227,10 @@ def test_delta_formed_from_its_low_rank_input_matches_the_given_delta(rank, n) -
     assert_close_scaled(formed[0], given[0], "output")
     assert_close_scaled(formed[1], given[1], "last state")
     assert_close_scaled(formed[2][:, :, 1:], given[2][:, :, 1:], "segment states")  # segment 0 starts at 0, unstored
-    grads = {}
-    for name, dl, kw in (("given", delta, {}), ("formed", dt_low, {"delta_proj": proj})):
-        ckpt = (formed if kw else given)[2]
-        grads[name] = ops.scan_bwd(u, dl, A, B, C, D, z, bias, True, 2, ckpt, segment, gout,
-                                   torch.empty_like(z), **kw)
-    for what, a, e in zip(("u", "delta", "A", "B", "C", "D", "bias"), grads["formed"], grads["given"]):
+    bwd = lambda dl, ckpt, **kw: ops.scan_bwd(u, dl, A, B, C, D, z, bias, True, 2, ckpt, segment, gout,  # noqa: E731
+                                              torch.empty_like(z), **kw)
+    grads_given, grads_formed = bwd(delta, given[2]), bwd(dt_low, formed[2], delta_proj=proj)
+    for what, a, e in zip(("u", "delta", "A", "B", "C", "D", "bias"), grads_formed, grads_given):
         assert a.shape == e.shape
         assert_close_scaled(a, e, f"grad of {what}")
     with pytest.raises(RuntimeError, match="low-rank input"):
