@@ -428,12 +428,8 @@ struct Scan {
   float* last;      // (G, Bt, d, n) or null
   float* ckpt;      // (G, Bt, nseg, n, d) or null
   Order order(int64_t g) const { return Order{L, bool((reverse >> g) & 1)}; }
-  // Per-lane copies of delta_proj[g, c0 + lane, k] for every k (when there is one).
-  void proj_columns(int64_t g, int64_t c0, int cnt, vf* out) const {
-    if (dproj) load_columns(dproj + (g * d + c0) * r, r, cnt, out);
-  }
   // delta (before its bias) at positions [i0, i0 + m) of a block, in processing order: read, or
-  // formed from the low-rank input and the columns Pv from proj_columns.
+  // formed from the low-rank input and the delta_proj columns Pv from block_params.
   template <bool FULL>
   DNADIFF_INLINE void delta_span(int64_t g, int64_t b, int64_t c0, int cnt, const Order& o, int64_t i0, int m,
                                  const vf* Pv, vf* out) const {
@@ -451,12 +447,14 @@ struct Scan {
   float* ck(int64_t g, int64_t b, int64_t s, int64_t k) const { return ckpt + (((g * Bt + b) * nseg + s) * n + k) * d; }
 };
 
-// Per-lane copies of a block's parameters: A[g, c0 + lane, k] for every k, D and the delta bias.
+// Per-lane copies of a block's parameters: A[g, c0 + lane, k] for every k, D, the delta bias and,
+// with delta_proj, its columns Pv[k] = delta_proj[g, c0 + lane, k].
 template <bool FULL>
-void block_params(const Scan& s, int64_t g, int64_t c0, int cnt, vf* Av, vf& Dv, vf& bv) {
+void block_params(const Scan& s, int64_t g, int64_t c0, int cnt, vf* Av, vf& Dv, vf& bv, vf* Pv) {
   load_columns(s.A + (g * s.d + c0) * s.n, s.n, cnt, Av);
   Dv = s.D ? load<FULL>(s.D + g * s.d + c0, cnt) : vf{};
   bv = s.bias ? load<FULL>(s.bias + g * s.d + c0, cnt) : vf{};
+  if (s.dproj) load_columns(s.dproj + (g * s.d + c0) * s.r, s.r, cnt, Pv);
 }
 
 // One step of a block's state recursion, shared by the forward pass and the backward pass's
@@ -500,8 +498,7 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
   vf* h = FIXED ? hl : hbuf;
   vf* Av = FIXED ? Al : Abuf;
   vf Dv, bv;
-  block_params<FULL>(s, g, c0, cnt, Av, Dv, bv);
-  s.proj_columns(g, c0, cnt, Pv);
+  block_params<FULL>(s, g, c0, cnt, Av, Dv, bv, Pv);
   UNROLL for (int64_t k = 0; k < n; ++k) {
     Av[k] *= kLog2e;  // the decays are 2^(delta A log2(e))
     h[k] = vf{};
@@ -578,7 +575,7 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
   vf Dv, bv;
   vf* Av = w.Av.data();
   vf* A2 = w.A2.data();
-  block_params<FULL>(s, g, c0, cnt, Av, Dv, bv);
+  block_params<FULL>(s, g, c0, cnt, Av, Dv, bv, w.Pv.data());
   for (int64_t k = 0; k < n; ++k) A2[k] = Av[k] * kLog2e;  // the decays are 2^(delta A log2(e))
   vf* gh = w.gh.data() + jb * n;
   vf* gA = w.gA.data() + jb * n;
@@ -594,7 +591,6 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
   }
   // Recompute the segment's states (inputs read tensor by tensor for the whole segment).
   vf* dtb = w.dt.data();
-  s.proj_columns(g, c0, cnt, w.Pv.data());
   s.delta_span<FULL>(g, b, c0, cnt, o, i0, (int)len, w.Pv.data(), dtb);
   load_span<FULL>(s.u, g, b, c0, cnt, o, i0, (int)len, w.u.data());
   for (int64_t j = 0; j < len; ++j) dtb[j] += bv;
