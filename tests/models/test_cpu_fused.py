@@ -146,6 +146,22 @@ def test_long_sequence_strong_decay_is_stable() -> None:
     check_scan(xs, softplus=True)
 
 
+@pytest.mark.parametrize("n", [16, 5])
+def test_spans_with_decays_below_the_clamp_match_ref(n) -> None:
+    """With softplus and A <= 0 the kernel skips the decay clamp for runs of positions whose
+    exponents delta A log2(e) all lie in [-125, 0], and clamps the others: a few huge deltas
+    (exponents near -450) among ordinary ones put both kinds of run in one sequence and one block
+    of channels, forward and backward; both must agree with ref."""
+    xs = make_inputs(2, 19, n, 100)
+    with torch.no_grad():
+        for b, c, t in ((0, 3, 37), (1, 12, 70), (1, 12, 71), (0, 18, 99)):
+            xs["delta"][b, c, t] = 150.0
+        dt = F.softplus(xs["delta"] + xs["delta_bias"][None, :, None])
+        x = dt[..., None] * xs["A"][None, :, None, :] * math.log2(math.e)  # (b, d, L, n)
+        assert x.min().item() < -400 and (x < -125).sum().item() <= 4 * n  # only at the huge deltas
+    check_scan(xs, softplus=True)
+
+
 def test_one_step_decays_over_the_whole_exponent_range() -> None:
     """Two steps: the first sets h_1 = 1 (delta = u = B = 1 from h_0 = 0, exp(-1) * 0 + 1), the
     second (u = 0) gives y_2 = exp(delta A) h_1: the decay alone; delta A from -200 (exp underflows: 2^-125 at most, i.e. 0 to fp32 precision) to

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -181,14 +182,17 @@ DNADIFF_INLINE void vexp_n(vf* x) {
 // float rounding; rounding A log2(e) and delta times it adds |delta A| 2^-23 at most, as rounding
 // delta * A does for any exp of it). The input is clamped to [-125, 127]: results below 2^-125 come out as 2^-125,
 // above 2^127 as 2^127; NaN stays NaN. NONPOS: the caller guarantees x <= 0, which skips the upper
-// clamp. The rounding constant 1.5 * 2^23 + 127 leaves m + 127 in t's low bits, the exponent field
+// clamp; IN_RANGE: the caller guarantees -125 <= x <= 0, which skips both (neither would change x).
+// The rounding constant 1.5 * 2^23 + 127 leaves m + 127 in t's low bits, the exponent field
 // of 2^m once shifted.
-template <int P, bool NONPOS = false>
+template <int P, bool NONPOS = false, bool IN_RANGE = false>
 DNADIFF_INLINE void vexp2_n(vf* x) {
   const vf magic = splat(12583039.0f);  // 1.5 * 2^23 + 127
   vf t[P], r[P], p[P];
-  ST(x[q] = vmax(splat(-125.0f), x[q]))  // NaN passes through
-  if constexpr (!NONPOS) {
+  if constexpr (!IN_RANGE) {
+    ST(x[q] = vmax(splat(-125.0f), x[q]))  // NaN passes through
+  }
+  if constexpr (!NONPOS && !IN_RANGE) {
     ST(x[q] = vmin(splat(127.0f), x[q]))
   }
   ST(t[q] = x[q] + magic)
@@ -201,9 +205,9 @@ DNADIFF_INLINE void vexp2_n(vf* x) {
   ST(x[q] = p[q] * (vf)((vi)t[q] << 23))
 }
 
-template <bool NONPOS = false>
+template <bool NONPOS = false, bool IN_RANGE = false>
 DNADIFF_INLINE vf vexp2(vf x) {
-  vexp2_n<1, NONPOS>(&x);
+  vexp2_n<1, NONPOS, IN_RANGE>(&x);
   return x;
 }
 
@@ -460,8 +464,9 @@ void block_params(const Scan& s, int64_t g, int64_t c0, int cnt, vf* Av, vf& Dv,
 // One step of a block's state recursion, shared by the forward pass and the backward pass's
 // recomputation (so both see the same decays and sums): hn[k] = 2^(dt A2[k]) hp[k] + dtu B[k],
 // returning y0 + sum_k hn[k] C[k] in kY partial sums; with SAVE, the decays go to a[k]. hn may
-// be hp (the forward pass updates its state in place). A2 is A scaled by log2(e).
-template <int NC, bool NP, bool SAVE>
+// be hp (the forward pass updates its state in place). A2 is A scaled by log2(e). IN_RANGE: every
+// exponent dt A2[k] is known to lie in [-125, 0] (exponents_in_range), so the decays skip their clamp.
+template <int NC, bool NP, bool SAVE, bool IN_RANGE = false>
 DNADIFF_INLINE vf state_step(int64_t n, const vf* A2, vf dt, vf dtu, vf y0, const float* Bt, const float* Ct,
                              int64_t sk, const vf* hp, vf* hn, vf* a) {
   vf y[kY] = {y0};
@@ -469,7 +474,7 @@ DNADIFF_INLINE vf state_step(int64_t n, const vf* A2, vf dt, vf dtu, vf y0, cons
     UNROLL for (int64_t k = 0; k < NC; k += kP) {
       vf e[kP];
       UNROLL for (int q = 0; q < kP; ++q) e[q] = dt * A2[k + q];
-      vexp2_n<kP, NP>(e);
+      vexp2_n<kP, NP, IN_RANGE>(e);
       UNROLL for (int q = 0; q < kP; ++q) {
         if constexpr (SAVE) a[k + q] = e[q];
         hn[k + q] = e[q] * hp[k + q] + dtu * Bt[(k + q) * sk];
@@ -478,7 +483,7 @@ DNADIFF_INLINE vf state_step(int64_t n, const vf* A2, vf dt, vf dtu, vf y0, cons
     }
   } else {
     UNROLL for (int64_t k = 0; k < n; ++k) {
-      const vf e = vexp2<NP>(dt * A2[k]);
+      const vf e = vexp2<NP, IN_RANGE>(dt * A2[k]);
       if constexpr (SAVE) a[k] = e;
       hn[k] = e * hp[k] + dtu * Bt[k * sk];
       y[k % kY] += hn[k] * Ct[k * sk];
@@ -486,6 +491,34 @@ DNADIFF_INLINE vf state_step(int64_t n, const vf* A2, vf dt, vf dtu, vf y0, cons
   }
   UNROLL for (int q = 1; q < kY; ++q) y[0] += y[q];
   return y[0];
+}
+
+// The largest decay rate of each lane, max_k -A2[k] (A2 <= 0: the decay exponents are <= 0).
+DNADIFF_INLINE vf max_rate(const vf* A2, int64_t n) {
+  vf m = vf{};
+  for (int64_t k = 0; k < n; ++k) m = vmax(m, -A2[k]);
+  return m;
+}
+
+// Whether every decay exponent dt[j] A2[k] of positions [0, m) lies in [-125, 0], given A2 <= 0,
+// dt >= 0 and rate = max_rate(A2): then the decays need no clamp (state_step's IN_RANGE), which is
+// the common case by far (softplus deltas are small). NaN or infinity fails the test.
+DNADIFF_INLINE bool exponents_in_range(const vf* dt, int64_t m, vf rate) {
+  vi ok = ~vi{};
+  for (int64_t j = 0; j < m; ++j) ok &= (dt[j] * rate <= 125.0f);
+  for (int i = 0; i < W; ++i)
+    if (!ok[i]) return false;
+  return true;
+}
+
+// Calls f(std::true_type) when the exponents are in range (NP and exponents_in_range), else
+// f(std::false_type): the state loop compiled with and without the decay clamp.
+template <bool NP, class F>
+DNADIFF_INLINE void with_range(const vf* dt, int64_t m, vf rate, F f) {
+  if (NP && exponents_in_range(dt, m, rate))
+    f(std::true_type{});
+  else
+    f(std::false_type{});
 }
 
 // NC > 0: the state size is the compile-time NC (the loops over it unroll and the state can stay
@@ -503,6 +536,7 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
     Av[k] *= kLog2e;  // the decays are 2^(delta A log2(e))
     h[k] = vf{};
   }
+  const vf rate = max_rate(Av, n);
   const bool add = g > 0 && s.out.g == 0;
   const Order o = s.order(g);
   const int64_t sk = s.Bm.c;
@@ -524,17 +558,19 @@ void scan_fwd_block(const Scan& s, int64_t g, int64_t b, int64_t c0, int cnt, vf
       tdu[j] = td[j] * tu[j];
       ty[j] = Dv * tu[j];
     }
-    for (int j = 0; j < m; ++j) {
-      const int64_t i = i0 + j, t = o.pos(i);
-      if (s.ckpt && i > 0 && i % s.S == 0) {
-        UNROLL for (int64_t k = 0; k < n; ++k) store<FULL>(s.ck(g, b, i / s.S, k) + c0, h[k], cnt);
+    with_range<NP>(td, m, rate, [&](auto in_range) {
+      for (int j = 0; j < m; ++j) {
+        const int64_t i = i0 + j, t = o.pos(i);
+        if (s.ckpt && i > 0 && i % s.S == 0) {
+          UNROLL for (int64_t k = 0; k < n; ++k) store<FULL>(s.ck(g, b, i / s.S, k) + c0, h[k], cnt);
+        }
+        const vf dt = td[j], dtu = tdu[j];
+        const float* Bt = s.Bm.at(g, b, t);
+        const float* Ct = s.Cm.at(g, b, t);
+        const vf y = state_step<NC, NP, false, in_range>(n, Av, dt, dtu, ty[j], Bt, Ct, sk, h, h, nullptr);
+        ty[j] = s.z.p ? y * tz[j] : y;
       }
-      const vf dt = td[j], dtu = tdu[j];
-      const float* Bt = s.Bm.at(g, b, t);
-      const float* Ct = s.Cm.at(g, b, t);
-      const vf y = state_step<NC, NP, false>(n, Av, dt, dtu, ty[j], Bt, Ct, sk, h, h, nullptr);
-      ty[j] = s.z.p ? y * tz[j] : y;
-    }
+    });
     store_span<FULL>(s.out, g, b, c0, cnt, o, i0, m, ty, add);
   }
   if (s.last) {
@@ -595,16 +631,18 @@ void scan_bwd_block_segment(const Scan& s, const ScanGrads& gr, BwdWork& w, int6
   load_span<FULL>(s.u, g, b, c0, cnt, o, i0, (int)len, w.u.data());
   for (int64_t j = 0; j < len; ++j) dtb[j] += bv;
   if (s.softplus) per_position(len, [&](int64_t j) { vsoftplus_n<kPos>(dtb + j, w.sig.data() + j); });
-  for (int64_t j = 0; j < len; ++j) {
-    const int64_t t = o.pos(i0 + j);
-    const vf dt = dtb[j];
-    const vf uu = w.u[j];
-    const vf dtu = dt * uu;
-    const float* Bt = s.Bm.at(g, b, t);
-    const float* Ct = s.Cm.at(g, b, t);
-    w.y[j] = state_step<NC, NP, true>(n, A2, dt, dtu, Dv * uu, Bt, Ct, sk, H + j * n, H + (j + 1) * n,
-                                      w.a.data() + j * n);
-  }
+  with_range<NP>(dtb, len, max_rate(A2, n), [&](auto in_range) {
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t t = o.pos(i0 + j);
+      const vf dt = dtb[j];
+      const vf uu = w.u[j];
+      const vf dtu = dt * uu;
+      const float* Bt = s.Bm.at(g, b, t);
+      const float* Ct = s.Cm.at(g, b, t);
+      w.y[j] = state_step<NC, NP, true, in_range>(n, A2, dt, dtu, Dv * uu, Bt, Ct, sk, H + j * n,
+                                                  H + (j + 1) * n, w.a.data() + j * n);
+    }
+  });
   // Walk the segment backwards; dL/du, dL/ddelta, dL/dz replace gout, delta, z in the buffers.
   const bool add_z = g > 0 && gr.gz.g == 0;
   vf gD = w.gD[jb], gbias = w.gbias[jb];
