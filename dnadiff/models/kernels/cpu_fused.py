@@ -221,7 +221,7 @@ class _Mixer(torch.autograd.Function):
             u, dt_low, A, Bm, Cm, D, z, dt_bias, True, reverse, ckpt, SEGMENT, _unit_last(gy), gxzg[..., d:],
             _buffer("gu", (G, b, L, d)), _buffer("gdelta", (G, b, L, d)), dtproj_w)
         gdelta = gdelta.view(G, b * L, d)
-        g_dtproj = torch.bmm(gdelta.transpose(1, 2), xdbl[..., :r])  # (G, d, r)
+        g_dtproj = torch.bmm(gdelta.transpose(1, 2), dt_low.flatten(1, 2))  # (G, d, r)
         g_xdbl = torch.cat([torch.bmm(gdelta, dtproj_w), gB.view(G, b * L, n), gC.view(G, b * L, n)], dim=-1)
         g_xproj = torch.bmm(g_xdbl.transpose(1, 2), u.view(G, b * L, d))  # (G, r + 2n, d)
         gu = gu.view(G, b * L, d).baddbmm_(g_xdbl, xproj_w).view(G, b, L, d)
