@@ -2,8 +2,9 @@
 sequential ``ref`` scan, outputs and the gradient of every input and parameter.
 
 Tolerance (fp32): rtol 1e-5, atol 1e-6 after scaling both sides by the reference's largest
-magnitude (at least 1); the kernel reorders float sums and evaluates exp/log/sigmoid with its
-own polynomials (about 1 ulp), so differences are at the 1e-7 level.
+magnitude (at least 1); the kernel reorders float sums and evaluates exp, softplus and sigmoid
+with its own polynomials (within 4 ulp: test_softplus_of_delta_and_silu_gate_are_accurate), so
+differences are at the 1e-7 level.
 
 Also: the layouts the kernel reads (position-contiguous, channels-last, arbitrary strides), the
 backward segment length, multi-threading, ``auto`` and ``DNADIFF_SCAN_BACKEND``, the fallback
@@ -185,6 +186,46 @@ def test_one_step_decays_over_the_whole_exponent_range() -> None:
     rel = ((out[:-1] - want[:-1]).abs() / want[:-1])[normal]
     assert (rel <= 4 * 2.0 ** -23 + x[:-1][normal].abs().double() * 2.0 ** -23).all()
     assert (out[:-1][~normal] <= 2.0 ** -125).all() and (out[:-1] >= 0).all()
+
+
+def _one_step(delta: torch.Tensor, z: torch.Tensor | None, softplus: bool) -> torch.Tensor:
+    """y of one step from h_0 = 0 with u = B = C = 1 and no D: softplus(delta) (or delta), times
+    silu(z) when z is given; one channel per input value."""
+    d, n = delta.numel(), 4
+    ones = torch.ones(1, d, 1)
+    with torch.no_grad():
+        out = selective_scan(ones, delta.view(1, d, 1), -torch.ones(d, n), torch.ones(1, n, 1),
+                             torch.ones(1, n, 1) / n, z=None if z is None else z.view(1, d, 1),
+                             delta_softplus=softplus, backend="cpu_fused")
+    return out.view(d).double()
+
+
+def _assert_within_ulps(out: torch.Tensor, want: torch.Tensor, ulps: float, what: str) -> None:
+    rel = (out - want).abs() / want.abs()
+    worst = rel.argmax()
+    assert rel.max().item() <= ulps * 2.0 ** -23, (
+        f"{what}: relative error {rel.max().item():.3g} at input #{worst.item()} (want {want[worst].item():.9g}, "
+        f"got {out[worst].item():.9g})")
+
+
+def test_softplus_of_delta_and_silu_gate_are_accurate() -> None:
+    """The kernel's softplus of delta and SiLU of the gate against float64, one step at a time:
+    within 4 ulp (relative 4 * 2^-23) wherever the result is a normal float, from -87 to 90; at
+    softplus's threshold 20 and either side of it the result is x itself, as torch's; NaN stays
+    NaN; below -87.3 (exp's clamp) softplus gives at most 2^-125 and SiLU at most |z| 2^-125."""
+    x = torch.cat([torch.linspace(-87.0, 90.0, 200_001), torch.tensor([20.0, 19.999998, 20.000002, 16.0, -0.0, 0.0])])
+    want = F.softplus(x.double())
+    _assert_within_ulps(_one_step(x, None, True), want, 4, "softplus")
+    z = torch.cat([torch.linspace(-87.0, 88.0, 200_001), torch.tensor([-0.0, 0.0, 1e-30, -1e-30])])
+    nonzero = z != 0
+    out, want = _one_step(torch.ones_like(z), z, False), F.silu(z.double())
+    _assert_within_ulps(out[nonzero], want[nonzero], 4, "silu")
+    assert (out[~nonzero] == 0).all()
+    far = torch.tensor([-88.0, -100.0, -1e4, float("-inf")])
+    assert (_one_step(far, None, True) <= 2.0 ** -125).all() and (_one_step(far, None, True) >= 0).all()
+    assert (_one_step(torch.ones(3), far[:3], False).abs() <= far[:3].abs().double() * 2.0 ** -125).all()
+    assert _one_step(torch.tensor([float("nan"), 1.0]), None, True)[0].isnan()
+    assert _one_step(torch.ones(2), torch.tensor([float("nan"), 1.0]), False)[0].isnan()
 
 
 def test_output_gradient_is_read_in_its_own_layout() -> None:
