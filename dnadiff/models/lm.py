@@ -90,10 +90,10 @@ class DNALM(nn.Module):
                 mixer: nn.Module = Mamba(d, bias=cfg["bias"], **ssm)
             else:
                 mixer = BiMamba(d, bias=cfg["bias"], weight_tie=cfg["weight_tie"], **ssm)
-            block: nn.Module = Block(d, mixer, norm_eps=cfg["norm_eps"])
+            block: nn.Module = Block(d, mixer, norm_eps=cfg["norm_eps"], scan_backend=cfg["scan_backend"])
             blocks.append(RCPSWrapper(block, cfg["rcps_swap_halves"]) if self.rc_equivariant else block)
         self.blocks = nn.ModuleList(blocks)
-        norm_f: nn.Module = RMSNorm(d, eps=cfg["norm_eps"])
+        norm_f: nn.Module = RMSNorm(d, eps=cfg["norm_eps"], scan_backend=cfg["scan_backend"])
         self.norm_f = RCPSWrapper(norm_f) if self.rc_equivariant else norm_f
         self.lm_head = None if cfg["tie_embeddings"] else nn.Linear(d, self.padded_vocab_size, bias=False)
         self._init_weights()

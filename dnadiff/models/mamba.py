@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dnadiff.models.kernels.cpu_fused import rms_norm_cpu_fused
 from dnadiff.models.kernels.scan import causal_conv1d, cpu_fused_applies, fused_mixer, selective_scan
 
 
@@ -51,17 +52,33 @@ def resolve_dt_rank(dt_rank: int | str, d_model: int) -> int:
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm with a learned gain, computed in fp32 (as mamba-ssm's RMSNorm)."""
+    """Root-mean-square norm with a learned gain, computed in fp32 (as mamba-ssm's RMSNorm).
 
-    def __init__(self, d: int, eps: float = 1e-5) -> None:
+    ``scan_backend`` is the model's kernel backend (switched with the model's): where it resolves
+    to ``cpu_fused`` and no gradient is needed (evaluation, sampling), the norm is one fused CPU
+    pass; elsewhere ``F.rms_norm``.
+    """
+
+    def __init__(self, d: int, eps: float = 1e-5, scan_backend: str = "torch") -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(d))
+        self.scan_backend = scan_backend
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x * rsqrt(mean(x^2) + eps) * weight in fp32; F.rms_norm is one fused kernel where torch has one
-        out = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
+        # x * rsqrt(mean(x^2) + eps) * weight in fp32
+        if self._fused_cpu(x):
+            out = rms_norm_cpu_fused(x, self.weight, self.eps)
+        else:
+            out = F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
         return out.to(self.weight.dtype)
+
+    def _fused_cpu(self, x: torch.Tensor) -> bool:
+        if self.scan_backend in ("torch", "ref") or x.device.type != "cpu":
+            return False
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return False
+        return cpu_fused_applies(x, self.scan_backend, 1)
 
 
 class SelectiveSSM(nn.Module):
@@ -257,9 +274,9 @@ class Block(nn.Module):
     same maths with ``residual_in_fp32=True``.
     """
 
-    def __init__(self, d_model: int, mixer: nn.Module, norm_eps: float = 1e-5) -> None:
+    def __init__(self, d_model: int, mixer: nn.Module, norm_eps: float = 1e-5, scan_backend: str = "torch") -> None:
         super().__init__()
-        self.norm = RMSNorm(d_model, eps=norm_eps)
+        self.norm = RMSNorm(d_model, eps=norm_eps, scan_backend=scan_backend)
         self.mixer = mixer
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

@@ -228,6 +228,36 @@ def test_softplus_of_delta_and_silu_gate_are_accurate() -> None:
     assert _one_step(torch.ones(2), torch.tensor([float("nan"), 1.0]), False)[0].isnan()
 
 
+def test_rms_norm_inference_pass_matches_torch(monkeypatch) -> None:
+    """RMSNorm's fused CPU pass (backend cpu_fused, no gradient needed) equals F.rms_norm to float
+    rounding for rows of any width (a multiple of the vector width or not, one channel); it is
+    taken only where no gradient is needed and the backend is cpu_fused (not torch or ref)."""
+    from dnadiff.models import mamba
+
+    calls = []
+    fused = mamba.rms_norm_cpu_fused
+    monkeypatch.setattr(mamba, "rms_norm_cpu_fused", lambda *a: calls.append(1) or fused(*a))
+    gen = torch.Generator().manual_seed(5)
+    for shape in [(4, 33, 64), (3, 5, 13), (7, 1), (2, 9, 24)]:
+        x = torch.randn(*shape, generator=gen) * 3
+        norm = mamba.RMSNorm(shape[-1], scan_backend="cpu_fused")
+        with torch.no_grad():
+            norm.weight.normal_(generator=gen)
+            want = F.rms_norm(x, (shape[-1],), norm.weight, norm.eps)
+            got = norm(x)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+        assert len(calls) == 1
+        calls.clear()
+        out = norm(x.requires_grad_())  # autograd: torch's norm, differentiable
+        assert out.grad_fn is not None and not calls
+        torch.testing.assert_close(out.detach(), want, rtol=1e-6, atol=1e-6)
+        for backend in ("torch", "ref"):
+            norm.scan_backend = backend
+            with torch.no_grad():
+                norm(x)
+            assert not calls
+
+
 def test_output_gradient_is_read_in_its_own_layout() -> None:
     """(batch, d, L) and channels-last gradients are passed to the kernel as they are (no copy);
     a broadcast (stride 0) one is made contiguous."""

@@ -31,7 +31,7 @@ import torch
 
 from dnadiff.models.kernels.build import load_cpu_kernels
 
-__all__ = ["SEGMENT", "cpu_fused_unavailable_reason", "fused_mixer_cpu", "release_workspace",
+__all__ = ["SEGMENT", "cpu_fused_unavailable_reason", "fused_mixer_cpu", "release_workspace", "rms_norm_cpu_fused",
            "selective_scan_cpu_fused"]
 
 # Positions per backward segment: the recomputed states and decays of one segment (2 * SEGMENT *
@@ -263,3 +263,9 @@ def fused_mixer_cpu(
     y = _Mixer.apply(f(xz4), f(conv_w), f(conv_b), f(xproj_w), f(dtproj_w), f(A), f(D), f(dt_bias),
                      _mask(reverse), (d, n, r))
     return y.to(dtype)
+
+
+def rms_norm_cpu_fused(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``F.rms_norm(x.float(), (d,), weight.float(), eps)`` in one fused pass, without autograd
+    (inference only: the caller keeps torch's where a gradient is needed)."""
+    return _ops().rms_norm(x.float(), weight.float(), float(eps))
