@@ -74,11 +74,9 @@ class RMSNorm(nn.Module):
         return out.to(self.weight.dtype)
 
     def _fused_cpu(self, x: torch.Tensor) -> bool:
-        if self.scan_backend in ("torch", "ref") or x.device.type != "cpu":
-            return False
         if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
             return False
-        return cpu_fused_applies(x, self.scan_backend, 1)
+        return x.device.type == "cpu" and cpu_fused_applies(x, self.scan_backend, d_state=1)  # no state
 
 
 class SelectiveSSM(nn.Module):
